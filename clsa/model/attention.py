@@ -1,0 +1,94 @@
+"""Attention layers: self-attention with its own K/V, and cross-attention to the shared K/V.
+
+Shape legend
+    x          [B, T, C]        layer input
+    positions  [B, T] int       rotary positions
+    q_pos      [B, T] int       cache slot of each query
+    kv_start   [B] int          first valid slot per sequence (left padding before it)
+    k, v       [B, S, Hkv, D];  k_pos [B, S] int (slot of each key row, -1 empty)
+    idx        [B, T, K] int32  top-k slots, -1 padded
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from clsa import ops
+from clsa.model.layers import RMSNorm, SwiGLU, rotary
+
+
+class SelfAttention(nn.Module):
+    """GQA attention over the layer's own keys: causal (dense) or a sliding window (YOCO)."""
+
+    def __init__(self, config, window: int | None):
+        super().__init__()
+        c = config
+        self.h, self.hkv, self.d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.window, self.theta, self.chunk = window, c.rope_theta, c.query_chunk_size
+        self.q_proj = nn.Linear(c.hidden_size, self.h * self.d, bias=False)
+        self.k_proj = nn.Linear(c.hidden_size, self.hkv * self.d, bias=False)
+        self.v_proj = nn.Linear(c.hidden_size, self.hkv * self.d, bias=False)
+        self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
+
+    def forward(self, x, positions, q_pos, kv_start, layer_cache=None):
+        B, T, _ = x.shape
+        q = rotary(self.q_proj(x).view(B, T, self.h, self.d), positions, self.theta)
+        k = rotary(self.k_proj(x).view(B, T, self.hkv, self.d), positions, self.theta)
+        v = self.v_proj(x).view(B, T, self.hkv, self.d)
+        if layer_cache is None:
+            k_all, v_all, k_pos = k, v, q_pos
+        else:
+            k_all, v_all, k_pos = layer_cache.update(k, v, q_pos)
+        o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
+                          1.0 / math.sqrt(self.d), query_chunk=self.chunk)
+        return self.o_proj(o.reshape(B, T, self.h * self.d))
+
+
+class CrossAttention(nn.Module):
+    """YOCO cross-attention: own queries, the one shared K/V; dense or over a top-k index."""
+
+    def __init__(self, config):
+        super().__init__()
+        c = config
+        self.h, self.hkv, self.d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.theta, self.chunk = c.rope_theta, c.query_chunk_size
+        self.scale = 1.0 / math.sqrt(self.d)
+        self.q_proj = nn.Linear(c.hidden_size, self.h * self.d, bias=False)
+        self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
+
+    def queries(self, x, positions):
+        B, T, _ = x.shape
+        return rotary(self.q_proj(x).view(B, T, self.h, self.d), positions, self.theta)
+
+    def forward(self, x, positions, q_pos, kv_start, shared, idx=None, gathered=None):
+        """shared = (k, v, k_pos) of the whole cache; gathered = (k_sel, v_sel, sel_pos) at decode."""
+        B, T, _ = x.shape
+        q = self.queries(x, positions)
+        if gathered is not None:  # decode: attend over the compact buffer gathered once per step
+            k_sel, v_sel, sel_pos = gathered
+            o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,
+                              query_chunk=self.chunk)
+        elif idx is not None:
+            o = ops.sparse_attention(q, shared[0], shared[1], idx, self.scale, query_chunk=self.chunk)
+        else:
+            o = ops.attention(q, shared[0], shared[1], q_pos, shared[2], kv_start, None, self.scale,
+                              query_chunk=self.chunk)
+        return self.o_proj(o.reshape(B, T, self.h * self.d))
+
+
+class Block(nn.Module):
+    """Pre-RMSNorm residual block: attention then SwiGLU."""
+
+    def __init__(self, config, attn: nn.Module):
+        super().__init__()
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.attn = attn
+        self.ffn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x, *args, **kwargs):
+        x = x + self.attn(self.attn_norm(x), *args, **kwargs)
+        return x + self.ffn(self.ffn_norm(x))

@@ -1,0 +1,134 @@
+"""CLSABackbone: embeddings + the five attention variants' layer stacks, one forward for all.
+
+Shape legend
+    input_ids  [B, T] int       T new tokens, at cache slots [seen, seen + T)
+    q_pos      [B, T] int       slot of each new token (same for every row)
+    positions  [B, T] int       rotary position = slot - kv_start (left padding shifts it)
+    kv_start   [B] int          first valid slot per row
+    h          [B, T, C]        hidden states; the cross-decoder only sees the kept tail [B, N, C]
+
+dense: every layer is causal self-attention over its own K/V.
+yoco*: layers [0, num_self_layers) are sliding-window self-attention (the self-decoder); its output
+h_sd is normed and projected ONCE to the shared K/V (rotary on K) and to each indexer's keys; the
+cross-decoder layers run only on the N positions whose logits are needed (early exit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from clsa import ops
+from clsa.model.attention import Block, CrossAttention, SelfAttention
+from clsa.model.indexer import Indexer
+from clsa.model.layers import RMSNorm, rotary
+
+
+@dataclass
+class Routing:
+    """What the cross-decoder of one forward saw: for tests, diagnostics and distillation."""
+
+    indices: dict  # cross-layer number -> idx [B, N, K] it attended with (absent for dense)
+    indexer_calls: int
+
+
+class CrossBlock(Block):
+    def __init__(self, config, owns_indexer: bool):
+        super().__init__(config, CrossAttention(config))
+        self.indexer = Indexer(config) if owns_indexer else None
+
+
+class CLSABackbone(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        c = self.config = config
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        if not c.is_yoco:
+            self.layers = nn.ModuleList(Block(c, SelfAttention(c, None)) for _ in range(c.num_hidden_layers))
+        else:
+            self.layers = nn.ModuleList(Block(c, SelfAttention(c, c.sliding_window))
+                                        for _ in range(c.num_self_layers))
+            self.kv_norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+            self.k_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=False)
+            self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * c.head_dim, bias=False)
+            owners = set(c.indexer_layers()) if c.attention_variant != "clsa" else set()
+            self.cross_layers = nn.ModuleList(CrossBlock(c, i in owners) for i in range(c.num_cross_layers))
+            # clsa: the one indexer, fed by the self-decoder output, outside every cross layer.
+            self.indexer = Indexer(c) if c.attention_variant == "clsa" else None
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.last_routing: Routing | None = None
+
+    def indexers(self) -> dict:
+        """Indexer modules by the number of the first cross layer they serve."""
+        if self.config.attention_variant == "clsa":
+            return {0: self.indexer}
+        if not self.config.is_yoco:
+            return {}
+        return {i: blk.indexer for i, blk in enumerate(self.cross_layers) if blk.indexer is not None}
+
+    def self_decode(self, h, positions, q_pos, kv_start, cache=None):
+        for i, layer in enumerate(self.layers):
+            h = layer(h, positions, q_pos, kv_start, None if cache is None else cache.layers[i])
+        return h
+
+    def shared_kv(self, h_sd, positions):
+        """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V)."""
+        c = self.config
+        B, T, _ = h_sd.shape
+        x = self.kv_norm(h_sd)
+        k = rotary(self.k_proj(x).view(B, T, c.num_key_value_heads, c.head_dim), positions, c.rope_theta)
+        return k, self.v_proj(x).view(B, T, c.num_key_value_heads, c.head_dim)
+
+    def forward(self, input_ids, positions, q_pos, kv_start, cache=None, keep: int | None = None,
+                dense_cross: bool = False):
+        """Final-normed hidden states of the last ``keep`` positions: None keeps all, 0 none (the
+        cache is still filled; YOCO then skips the cross-decoder entirely)."""
+        h = self.embed_tokens(input_ids)
+        T = h.shape[1]
+        n = T if keep is None else min(keep, T)
+        if not self.config.is_yoco:
+            h = self.self_decode(h, positions, q_pos, kv_start, cache)
+            if cache is not None:
+                cache.advance(T)
+            self.last_routing = Routing({}, 0)
+            return self.norm(h[:, T - n:])
+        h_sd = self.self_decode(h, positions, q_pos, kv_start, cache)
+        k, v = self.shared_kv(h_sd, positions)
+        keys = {i: ix.keys(h_sd, positions) for i, ix in self.indexers().items()}
+        if cache is None:
+            shared = (k, v, q_pos)
+        else:
+            shared = cache.shared.update(k, v, q_pos)
+            keys = {i: cache.write_index_keys(i, kk) for i, kk in keys.items()}
+            cache.advance(T)
+        if n == 0:
+            return h_sd[:, :0]
+        tail = slice(T - n, T)
+        h = self.cross_decode(h_sd[:, tail], positions[:, tail], q_pos[:, tail], kv_start, shared,
+                              keys, dense_cross)
+        return self.norm(h)
+
+    def cross_decode(self, h, positions, q_pos, kv_start, shared, keys, dense_cross=False):
+        c = self.config
+        sparse = c.is_sparse and not dense_cross
+        # One query per row (decode): gather the selected rows once per new index; every layer
+        # that reuses the index reads the compact buffer instead of the whole cache.
+        gather_once = sparse and h.shape[1] == 1
+        idx, gathered, calls, seen = None, None, 0, {}
+        for i, blk in enumerate(self.cross_layers):
+            indexer = self.indexer if (i == 0 and self.indexer is not None) else blk.indexer
+            if sparse and indexer is not None:
+                idx = indexer(h, positions, q_pos, kv_start, keys[i])
+                calls += 1
+                gathered = None
+                if gather_once:
+                    k_sel, v_sel = ops.gather_kv(shared[0], shared[1], idx[:, 0])
+                    gathered = (k_sel, v_sel, idx[:, 0])
+            if sparse:
+                seen[i] = idx
+            h = blk(h, positions, q_pos, kv_start, shared,
+                    idx=idx if sparse and not gather_once else None, gathered=gathered)
+        self.last_routing = Routing(seen, calls)
+        return h

@@ -1,0 +1,138 @@
+"""CLSACache: the decode state of every variant, owned by the model (not a transformers Cache).
+
+Shape legend (B sequences that share one slot counter; slot = place in the padded sequence)
+    dense      per layer:   k, v [B, cap, Hkv, D]        every layer keeps every token
+    yoco*      per self-decoder layer: ring k, v [B, W, Hkv, D] + ring_pos [W] (slot or -1)
+               shared:      k, v [B, cap, Hkv, D]        ONE K/V for all cross-decoder layers
+               index keys:  {indexer id: [B, cap, Di]}   one key per slot per indexer
+    kv_start   [B] int      first valid slot per sequence (left padding before it)
+
+Buffers grow by doubling (eager use) or are allocated once at ``max_length`` (static use, e.g.
+CUDA graphs); in static mode readers get the whole buffer and the causal mask k_pos <= q_pos hides
+slots not yet written. Batching sequences of different lengths uses LEFT padding: pass the
+attention mask (0 = pad); right padding is refused once a cache is in use because the pads would
+sit between a prompt and its continuation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _Growing:
+    """A [B, cap, ...] buffer written at slot offsets; grows by doubling unless static."""
+
+    def __init__(self, parent, tail_shape, dtype):
+        self.parent, self.tail, self.dtype = parent, tuple(tail_shape), dtype
+        cap = parent.max_length or 0
+        self.buf = torch.zeros(parent.batch_size, cap, *self.tail, dtype=dtype, device=parent.device)
+
+    def write(self, x, start: int):
+        end = start + x.shape[1]
+        if end > self.buf.shape[1]:
+            if self.parent.max_length is not None:
+                raise ValueError(f"cache is full: {end} slots needed, max_length={self.parent.max_length}; "
+                                 "build the cache with a larger max_length")
+            new = torch.zeros(self.buf.shape[0], max(end, 2 * self.buf.shape[1], 16), *self.tail,
+                              dtype=self.dtype, device=self.buf.device)
+            new[:, :self.buf.shape[1]] = self.buf
+            self.buf = new
+        self.buf[:, start:end] = x.to(self.dtype)
+        return self.view(end)
+
+    def view(self, end: int):
+        return self.buf if self.parent.max_length is not None else self.buf[:, :end]
+
+    def reorder(self, beam_idx):
+        self.buf = self.buf.index_select(0, beam_idx.to(self.buf.device))
+
+
+class FullKV:
+    """Every slot's K/V (dense layers, and the shared YOCO cache)."""
+
+    def __init__(self, parent, hkv, d, dtype):
+        self.parent = parent
+        self.k = _Growing(parent, (hkv, d), dtype)
+        self.v = _Growing(parent, (hkv, d), dtype)
+
+    def update(self, k, v, q_pos):
+        start = self.parent.seen
+        k_all, v_all = self.k.write(k, start), self.v.write(v, start)
+        return k_all, v_all, self.parent.slot_positions(k_all.shape[1])
+
+    def reorder(self, beam_idx):
+        self.k.reorder(beam_idx)
+        self.v.reorder(beam_idx)
+
+
+class RingKV:
+    """The last ``window`` slots of a sliding-window layer; constant size whatever the length."""
+
+    def __init__(self, parent, window, hkv, d, dtype):
+        b, dev = parent.batch_size, parent.device
+        self.window = window
+        self.k = torch.zeros(b, window, hkv, d, dtype=dtype, device=dev)
+        self.v = torch.zeros(b, window, hkv, d, dtype=dtype, device=dev)
+        self.pos = torch.full((window,), -1, dtype=torch.long, device=dev)
+
+    def update(self, k, v, q_pos):
+        B, T = k.shape[:2]
+        k_all = torch.cat((self.k, k.to(self.k.dtype)), 1)
+        v_all = torch.cat((self.v, v.to(self.v.dtype)), 1)
+        k_pos = torch.cat((self.pos.expand(B, -1), q_pos.long()), 1)
+        n = min(T, self.window)
+        slots = q_pos[0, T - n:].long()
+        ring = slots % self.window
+        self.k[:, ring] = k[:, T - n:].to(self.k.dtype)
+        self.v[:, ring] = v[:, T - n:].to(self.v.dtype)
+        self.pos[ring] = slots
+        return k_all, v_all, k_pos
+
+    def reorder(self, beam_idx):
+        self.k = self.k.index_select(0, beam_idx.to(self.k.device))
+        self.v = self.v.index_select(0, beam_idx.to(self.v.device))
+
+
+class CLSACache:
+    """Decode state for one batch of sequences; see the module docstring for the layout."""
+
+    is_compileable = False
+
+    def __init__(self, config, batch_size: int, device=None, dtype=torch.float32,
+                 max_length: int | None = None):
+        c = config
+        self.config, self.batch_size = c, batch_size
+        self.device, self.dtype = torch.device(device or "cpu"), dtype
+        self.max_length = max_length
+        self.seen = 0
+        self.kv_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        hkv, d = c.num_key_value_heads, c.head_dim
+        if not c.is_yoco:
+            self.layers = [FullKV(self, hkv, d, dtype) for _ in range(c.num_hidden_layers)]
+            self.shared, self.index_keys = None, {}
+        else:
+            self.layers = [RingKV(self, c.sliding_window, hkv, d, dtype) for _ in range(c.num_self_layers)]
+            self.shared = FullKV(self, hkv, d, dtype)
+            self.index_keys = {i: _Growing(self, (c.indexer_head_dim,), dtype) for i in c.indexer_layers()}
+
+    def slot_positions(self, n: int):
+        return torch.arange(n, device=self.device).expand(self.batch_size, n)
+
+    def write_index_keys(self, i: int, keys):
+        return self.index_keys[i].write(keys, self.seen)
+
+    def advance(self, n: int) -> None:
+        self.seen += n
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen
+
+    def reorder_cache(self, beam_idx) -> None:
+        """In-place batch reordering for beam search (transformers calls this)."""
+        for layer in self.layers:
+            layer.reorder(beam_idx)
+        if self.shared is not None:
+            self.shared.reorder(beam_idx)
+        for buf in self.index_keys.values():
+            buf.reorder(beam_idx)
+        self.kv_start = self.kv_start.index_select(0, beam_idx.to(self.device))

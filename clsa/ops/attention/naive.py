@@ -1,0 +1,57 @@
+"""Masked GQA attention, plain PyTorch (fp32 math): the reference for every attention kernel.
+
+Shape legend
+    B batch, Tq queries, S key slots, Hq query heads, Hkv K/V heads (Hq % Hkv == 0), D head dim.
+    q        [B, Tq, Hq, D]
+    k, v     [B, S, Hkv, D]
+    q_pos    [B, Tq] int   slot index of each query (its place in the sequence of cache slots)
+    k_pos    [B, S]  int   slot index held by each key row, -1 for an empty row
+    kv_start [B]     int   first valid slot of each sequence (left padding before it)
+    out      [B, Tq, Hq, D]
+
+A key is visible to a query iff kv_start[b] <= k_pos <= q_pos and, with a window W,
+k_pos > q_pos - W (the query sees itself and the W-1 slots before it). A query that sees no key
+returns zeros. The same function serves dense causal attention (k_pos = arange), the sliding
+window over a ring buffer (k_pos = slot of each ring entry), and decode over a gathered top-k
+buffer (k_pos = the selected slots, -1 padded).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def visible_mask(q_pos, k_pos, kv_start, window: int | None):
+    """[B, Tq, S] bool: which keys each query may attend to (see module docstring)."""
+    qp = q_pos[:, :, None].long()
+    kp = k_pos[:, None, :].long()
+    m = (kp >= kv_start.long()[:, None, None]) & (kp <= qp) & (kp >= 0)
+    if window is not None:
+        m &= kp > qp - window
+    return m
+
+
+def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
+              scale: float | None = None, query_chunk: int = 256):
+    """Attention of ``q`` over the visible keys; computed in query chunks of ``query_chunk``.
+
+    Memory is O(B * Hq * query_chunk * S) at a time, never O(Tq * S) for the whole sequence.
+    Differentiable (used by training on CPU).
+    """
+    B, Tq, Hq, D = q.shape
+    Hkv = k.shape[2]
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    g = Hq // Hkv
+    kf = k.float().repeat_interleave(g, dim=2).transpose(1, 2)  # [B, Hq, S, D]
+    vf = v.float().repeat_interleave(g, dim=2).transpose(1, 2)
+    outs = []
+    for s in range(0, Tq, query_chunk):
+        qc = q[:, s:s + query_chunk].float().transpose(1, 2)  # [B, Hq, C, D]
+        m = visible_mask(q_pos[:, s:s + query_chunk], k_pos, kv_start, window)  # [B, C, S]
+        logits = torch.einsum("bhcd,bhsd->bhcs", qc, kf) * scale
+        logits = logits.masked_fill(~m[:, None], float("-inf"))
+        p = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with no visible key -> 0
+        outs.append(torch.einsum("bhcs,bhsd->bhcd", p, vf).transpose(1, 2))
+    return torch.cat(outs, dim=1).to(q.dtype)

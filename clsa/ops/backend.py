@@ -1,0 +1,84 @@
+"""The one switch between plain-PyTorch references and Triton kernels.
+
+Model code calls ``clsa.ops.attention(...)`` etc. and never imports Triton. ``naive`` runs
+everywhere (CPU included); ``triton`` loads the kernels lazily on first use. A Triton entry point
+has the exact signature of its reference and may hand cases it does not cover (autograd, many
+queries per row) back to the reference; each op's README says which.
+
+    clsa.ops.set_backend("triton")          # process-wide
+    with clsa.ops.use_backend("naive"): ...  # scoped, e.g. in tests
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+
+from clsa.ops.attention import naive as _attn
+from clsa.ops.indexer_topk import naive as _idx
+from clsa.ops.sparse_attention import naive as _sparse
+
+BACKENDS = ("naive", "triton")
+
+# op name -> (reference function, module holding the Triton entry point of the same name)
+_OPS = {
+    "attention": (_attn.attention, "clsa.ops.attention.triton_decode"),
+    "sparse_attention": (_sparse.sparse_attention, "clsa.ops.sparse_attention.triton_decode"),
+    "gather_kv": (_sparse.gather_kv, "clsa.ops.sparse_attention.triton_gather"),
+    "indexer_scores": (_idx.indexer_scores, "clsa.ops.indexer_topk.triton_topk"),
+    "indexer_topk": (_idx.indexer_topk, "clsa.ops.indexer_topk.triton_topk"),
+}
+
+_state = {"backend": os.environ.get("CLSA_BACKEND", "naive")}
+_cache: dict[str, object] = {}
+
+
+def set_backend(name: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown ops backend {name!r}: choose one of {BACKENDS}")
+    _state["backend"] = name
+
+
+def get_backend() -> str:
+    return _state["backend"]
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    old = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(old)
+
+
+def _resolve(op: str):
+    ref, module = _OPS[op]
+    if _state["backend"] == "naive":
+        return ref
+    key = f"{module}.{op}"
+    if key not in _cache:
+        _cache[key] = getattr(importlib.import_module(module), op)
+    return _cache[key]
+
+
+def attention(*args, **kwargs):
+    return _resolve("attention")(*args, **kwargs)
+
+
+def sparse_attention(*args, **kwargs):
+    return _resolve("sparse_attention")(*args, **kwargs)
+
+
+def gather_kv(*args, **kwargs):
+    return _resolve("gather_kv")(*args, **kwargs)
+
+
+def indexer_scores(*args, **kwargs):
+    return _resolve("indexer_scores")(*args, **kwargs)
+
+
+def indexer_topk(*args, **kwargs):
+    return _resolve("indexer_topk")(*args, **kwargs)

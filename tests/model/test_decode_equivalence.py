@@ -1,0 +1,57 @@
+"""Cached decoding, chunked prefill and early exit all equal one full forward."""
+
+import pytest
+import torch
+
+from tests.model.helpers import ALL, build, incremental_logits, tokens
+
+
+@pytest.mark.parametrize("variant", ALL)
+@pytest.mark.parametrize("prefill", [1, 7])
+def test_token_by_token_decode_equals_full_forward(variant, prefill):
+    m = build(variant)
+    ids = tokens(2, 23)  # 23 > top_k = 6 and > window = 8: sparsity and the ring buffer both matter
+    full = m(ids, use_cache=False).logits
+    torch.testing.assert_close(incremental_logits(m, ids, prefill), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_multi_token_steps_equal_full_forward(variant):
+    m = build(variant)
+    ids = tokens(2, 30)
+    full = m(ids, use_cache=False).logits
+    torch.testing.assert_close(incremental_logits(m, ids, 5, step=4), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_chunked_prefill_with_early_exit_equals_full_forward(variant):
+    m = build(variant, self_decoder_chunk=5)
+    ids = tokens(2, 23)
+    full = m(ids, use_cache=False).logits
+    cache = m.new_cache(2)
+    last = m(ids, cache=cache, logits_to_keep=3).logits
+    assert last.shape[1] == 3
+    torch.testing.assert_close(last, full[:, -3:], rtol=1e-5, atol=1e-5)
+    nxt = tokens(2, 1, seed=9)
+    ref = m(torch.cat([ids, nxt], 1), use_cache=False).logits[:, -1:]
+    torch.testing.assert_close(m(nxt, cache=cache).logits, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_yoco_early_exit_skips_the_cross_decoder_for_prompt_tokens():
+    m = build("clsa")
+    calls = []
+    for blk in m.model.cross_layers:
+        blk.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape[1]))
+    m(tokens(1, 20), use_cache=True, logits_to_keep=1)
+    assert calls == [1] * m.config.num_cross_layers
+
+
+def test_static_cache_equals_growing_cache():
+    m = build("clsa")
+    ids = tokens(2, 19)
+    full = m(ids, use_cache=False).logits
+    cache = m.new_cache(2, max_length=32)
+    outs = [m(ids[:, :4], cache=cache).logits] + [m(ids[:, t:t + 1], cache=cache).logits for t in range(4, 19)]
+    torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cache is full"):
+        m(tokens(2, 20), cache=cache)

@@ -1,0 +1,248 @@
+"""Triton indexer scoring / top-k against the naive reference (fp32, CPU interpreter), plus
+GPU-only bf16 checks at S = 128K.
+
+Selections are compared as sets (the kernel emits valid slots in no particular order) and by
+properties that need no second implementation: right count, -1 only at the end, unique, visible,
+and every selected score >= every unselected visible score (the only freedom is among ties).
+"""
+
+import pytest
+import torch
+
+import clsa.ops
+from clsa.ops.indexer_topk import naive
+from clsa.ops.indexer_topk import triton_topk as tt
+from clsa.testing import assert_close
+
+
+def _inputs(B, Tq, S, Hi, Di, with_w, dtype=torch.float32, device="cpu", ints=False):
+    """Random queries/keys; mixed q_pos per row (the last row sees everything) and kv_start > 0
+    on some rows. ``ints`` gives small integer entries, so many scores tie exactly."""
+    if ints:
+        q = torch.randint(-1, 2, (B, Tq, Hi, Di), device=device).to(dtype)
+        k = torch.randint(-1, 2, (B, S, Di), device=device).to(dtype)
+        w = torch.randint(1, 3, (B, Tq, Hi), device=device).float() if with_w else None
+    else:
+        q = torch.randn(B, Tq, Hi, Di, device=device).to(dtype)
+        k = torch.randn(B, S, Di, device=device).to(dtype)
+        w = torch.rand(B, Tq, Hi, device=device) if with_w else None
+    q_pos = torch.randint(0, S, (B, Tq), device=device)
+    q_pos[-1] = S - 1
+    kv_start = torch.randint(0, max(1, S // 4), (B,), device=device)
+    kv_start[-1] = 0
+    return q, k, w, q_pos, kv_start
+
+
+def _visible(q_pos, kv_start, S):
+    slots = torch.arange(S, device=q_pos.device)
+    return (slots <= q_pos[..., None]) & (slots >= kv_start[:, None, None])  # [B, Tq, S]
+
+
+def _sorted_rows(idx, S):
+    """Valid slots ascending, then -1: the reference's layout."""
+    big = torch.where(idx >= 0, idx, torch.full_like(idx, S + 1)).sort(-1).values
+    return torch.where(big <= S, big, torch.full_like(big, -1))
+
+
+def _check_selection(idx, scores, visible, top_k):
+    """The properties every correct top-k selection has, ties or not."""
+    B, Tq, S = scores.shape
+    assert idx.shape == (B, Tq, top_k) and idx.dtype == torch.int32
+    valid = idx >= 0
+    assert ((idx >= -1) & (idx < S)).all(), "index out of range (an unwritten slot?)"
+    want = visible.sum(-1).clamp(max=top_k)
+    assert torch.equal(valid.sum(-1), want), "wrong number of selected slots"
+    assert (valid[..., :-1] >= valid[..., 1:]).all(), "-1 padding before a valid slot"
+    slot = torch.where(valid, idx.long(), torch.full_like(idx, S, dtype=torch.long))
+    chosen = torch.zeros(B, Tq, S + 1, dtype=torch.bool).scatter_(2, slot, True)[..., :S]
+    assert torch.equal(chosen.sum(-1), want), "a slot is selected twice"
+    assert not (chosen & ~visible).any(), "an invisible slot is selected"
+    sel_min = torch.where(chosen, scores, float("inf")).amin(-1)
+    rest_max = torch.where(visible & ~chosen, scores, float("-inf")).amax(-1)
+    assert (sel_min >= rest_max).all(), "an unselected visible slot outscores a selected one"
+
+
+@pytest.mark.parametrize("S,Hi,Tq,scoring,with_w", [
+    (1, 1, 1, "dot", False),
+    (63, 3, 2, "relu", True),
+    (200, 1, 1, "relu", False),
+    (1000, 3, 1, "dot", True),
+])
+def test_scores_match_reference(S, Hi, Tq, scoring, with_w):
+    q, k, w, q_pos, kv_start = _inputs(2, Tq, S, Hi, 32, with_w)
+    out = tt.indexer_scores(q, k, w, q_pos, kv_start, scoring)
+    ref = naive.indexer_scores(q, k, w, q_pos, kv_start, scoring)
+    assert torch.equal(torch.isneginf(out), torch.isneginf(ref)), "visibility mask differs"
+    fin = torch.isfinite(ref)
+    assert_close(out[fin], ref[fin])
+
+
+@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", [
+    (1, 1, 1, 1, 32, 4, "dot", False),        # one slot, k larger than the context
+    (2, 1, 63, 1, 32, 8, "dot", False),
+    (2, 1, 200, 3, 32, 300, "relu", True),    # k larger than every context
+    (3, 1, 1000, 3, 64, 1, "dot", True),      # k = 1
+    (2, 3, 1000, 1, 32, 100, "relu", False),  # several queries per sequence
+    (2, 1, 1000, 3, 24, 257, "dot", True),    # Di and k no power of 2
+])
+def test_topk_matches_reference(B, Tq, S, Hi, Di, top_k, scoring, with_w):
+    q, k, w, q_pos, kv_start = _inputs(B, Tq, S, Hi, Di, with_w)
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring)
+    ref = naive.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring)
+    assert torch.equal(_sorted_rows(idx, S), ref)
+    scores = naive.indexer_scores(q, k, w, q_pos, kv_start, scoring)
+    _check_selection(idx, scores, _visible(q_pos, kv_start, S), top_k)
+
+
+@pytest.mark.parametrize("scoring,top_k", [("dot", 37), ("relu", 150), ("relu", 600)])
+def test_topk_ties(scoring, top_k):
+    # integer entries: a few dozen distinct scores over 1000 slots, the threshold inside a tie;
+    # relu adds a big tie at exactly 0 (and -0.0 must rank with +0.0)
+    q, k, w, q_pos, kv_start = _inputs(2, 2, 1000, 3, 16, True, ints=True)
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring, scale=1.0)
+    scores = naive.indexer_scores(q, k, w, q_pos, kv_start, scoring, scale=1.0)
+    _check_selection(idx, scores, _visible(q_pos, kv_start, 1000), top_k)
+
+
+def test_topk_all_equal_scores():
+    # every visible score identical: all three radix passes land in one bin, k ties are taken
+    q, k, w, q_pos, kv_start = _inputs(2, 1, 500, 1, 16, False)
+    k = torch.ones_like(k)
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, 64)
+    scores = naive.indexer_scores(q, k, w, q_pos, kv_start)
+    _check_selection(idx, scores, _visible(q_pos, kv_start, 500), 64)
+
+
+@pytest.mark.parametrize("programs", [None, 3])
+def test_topk_separated_scores(programs):
+    # the k winners sit in a few high bins far above the rest: pass 0 settles the threshold
+    # (its bin is taken whole) and the later passes are skipped
+    B, S, top_k = 2, 1000, 40
+    q = torch.zeros(B, 1, 1, 16)
+    q[..., 0] = 1.0
+    k = torch.randn(B, S, 16) * 0.3
+    win = torch.stack([torch.randperm(S)[:top_k] for _ in range(B)])
+    k[torch.arange(B)[:, None], win, 0] = 64 + 60 * torch.rand(B, top_k)
+    q_pos, kv_start = torch.full((B, 1), S - 1), torch.zeros(B, dtype=torch.long)
+    idx = tt.topk_launch(q, k, None, q_pos, kv_start, top_k, scale=1.0, programs=programs,
+                         chunk=128, block=128)
+    assert torch.equal(_sorted_rows(idx, S), win.sort(-1).values.int()[:, None])
+    assert torch.equal(_sorted_rows(idx, S),
+                       naive.indexer_topk(q, k, None, q_pos, kv_start, top_k, scale=1.0))
+
+
+def test_topk_never_selects_invisible_slots():
+    # slots after q_pos and before kv_start hold keys with huge scores
+    B, S, Di = 3, 400, 32
+    q, k, w, q_pos, kv_start = _inputs(B, 1, S, 1, Di, False)
+    q_pos = torch.tensor([[150], [399], [260]])
+    kv_start = torch.tensor([20, 0, 100])
+    for b in range(B):
+        k[b, q_pos[b, 0] + 1:] = 1e4 * q[b, 0, 0]
+        k[b, :kv_start[b]] = 1e4 * q[b, 0, 0]
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, 50)
+    assert torch.equal(_sorted_rows(idx, S), naive.indexer_topk(q, k, w, q_pos, kv_start, 50))
+    _check_selection(idx, naive.indexer_scores(q, k, w, q_pos, kv_start),
+                     _visible(q_pos, kv_start, S), 50)
+
+
+def test_topk_row_without_visible_slots():
+    q, k, w, q_pos, kv_start = _inputs(2, 1, 100, 1, 16, False)
+    q_pos, kv_start = torch.tensor([[10], [99]]), torch.tensor([40, 0])  # row 0: q_pos < start
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, 20)
+    assert (idx[0] == -1).all()
+    assert torch.equal(_sorted_rows(idx, 100), naive.indexer_topk(q, k, w, q_pos, kv_start, 20))
+
+
+@pytest.mark.parametrize("ints", [False, True])
+def test_topk_many_programs_and_chunks(ints):
+    # small chunks and 3 programs per row: cyclic chunk ownership, several atomics per bin,
+    # a live range that starts and ends inside a chunk
+    q, k, w, q_pos, kv_start = _inputs(2, 1, 1000, 3, 16, True, ints=ints)
+    kv_start[0] = 37
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, 90, "relu", chunk=64, block=128, programs=3)
+    scores = naive.indexer_scores(q, k, w, q_pos, kv_start, "relu")
+    _check_selection(idx, scores, _visible(q_pos, kv_start, 1000), 90)
+    if not ints:
+        ref = naive.indexer_topk(q, k, w, q_pos, kv_start, 90, "relu")
+        assert torch.equal(_sorted_rows(idx, 1000), ref)
+
+
+def test_many_queries_fall_back_to_reference():
+    q, k, w, q_pos, kv_start = _inputs(1, tt.MAX_TQ + 1, 64, 1, 16, False)
+    assert torch.equal(tt.indexer_topk(q, k, w, q_pos, kv_start, 8),
+                       naive.indexer_topk(q, k, w, q_pos, kv_start, 8))
+
+
+def test_scores_with_autograd_use_reference():
+    q, k, w, q_pos, kv_start = _inputs(1, 1, 32, 2, 16, True)
+    q.requires_grad_(True)
+    out = tt.indexer_scores(q, k, w, q_pos, kv_start, "relu")
+    out[torch.isfinite(out)].sum().backward()
+    assert q.grad is not None and torch.isfinite(q.grad).all()
+
+
+def test_backend_switch_reaches_kernel():
+    q, k, w, q_pos, kv_start = _inputs(2, 1, 63, 1, 16, False)
+    with clsa.ops.use_backend("triton"):
+        idx = clsa.ops.indexer_topk(q, k, w, q_pos, kv_start, 8)
+    assert torch.equal(_sorted_rows(idx, 63), naive.indexer_topk(q, k, w, q_pos, kv_start, 8))
+
+
+def _gpu_case(B, S, Hi, seed):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    q = torch.randn(B, 1, Hi, 128, device="cuda", generator=g).bfloat16()
+    k = torch.randn(B, S, 128, device="cuda", generator=g).bfloat16()
+    w = torch.rand(B, 1, Hi, device="cuda", generator=g) if Hi > 1 else None
+    q_pos = torch.randint(S // 2, S, (B, 1), device="cuda", generator=g)
+    q_pos[0] = S - 1
+    kv_start = torch.zeros(B, dtype=torch.long, device="cuda")
+    if B > 1:
+        q_pos[1] = 1500  # fewer visible slots than k: selects all of them
+        kv_start[-1] = 777
+    return q, k, w, q_pos, kv_start
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("B,Hi,scoring", [(1, 1, "dot"), (8, 1, "dot"), (8, 4, "relu")])
+def test_gpu_bf16_128k_matches_fp32_reference(B, Hi, scoring):
+    S, K = 131072, 2048
+    q, k, w, q_pos, kv_start = _gpu_case(B, S, Hi, seed=B)
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, K, scoring)
+    qf, kf = q.float(), k.float()
+    ref = naive.indexer_topk(qf, kf, w, q_pos, kv_start, K, scoring)
+    scores = naive.indexer_scores(qf, kf, w, q_pos, kv_start, scoring)
+    _check_selection_gpu(idx, ref, scores, _visible(q_pos, kv_start, S), K)
+
+
+def _check_selection_gpu(idx, ref, scores, visible, K):
+    """Same count, unique, visible; sets may differ only among near-tied threshold scores."""
+    S = scores.shape[-1]
+    valid = idx >= 0
+    assert torch.equal(valid.sum(-1), visible.sum(-1).clamp(max=K))
+    assert (valid[..., :-1] >= valid[..., 1:]).all()
+    slot = torch.where(valid, idx.long(), torch.full_like(idx, S, dtype=torch.long))
+    chosen = torch.zeros(*scores.shape[:2], S + 1, dtype=torch.bool, device=idx.device)
+    chosen = chosen.scatter_(2, slot, True)[..., :S]
+    assert torch.equal(chosen.sum(-1), valid.sum(-1)) and not (chosen & ~visible).any()
+    gather = lambda ix: torch.where(ix >= 0, scores.gather(2, ix.clamp(min=0).long()), 0.)
+    got, want = gather(idx).sum(-1), gather(ref).sum(-1)
+    eps = 1e-6 * gather(ref).abs().sum(-1) + 1e-4
+    assert (got >= want - eps).all(), f"selection worse than the reference: {got - want}"
+
+
+@pytest.mark.gpu
+def test_gpu_topk_replays_in_cuda_graph():
+    # no host sync, scratch allocated inside the capture: a graph replay follows new q_pos values
+    S, K = 131072, 2048
+    q, k, w, q_pos, kv_start = _gpu_case(4, S, 1, seed=7)
+    q_pos.fill_(S // 4)
+    tt.indexer_topk(q, k, w, q_pos, kv_start, K)  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        idx = tt.indexer_topk(q, k, w, q_pos, kv_start, K)
+    q_pos.copy_(torch.tensor([[S - 1], [1000], [S // 2], [70000]], device="cuda"))
+    graph.replay()
+    eager = tt.indexer_topk(q, k, w, q_pos, kv_start, K)
+    scores = naive.indexer_scores(q.float(), k.float(), w, q_pos, kv_start)
+    _check_selection_gpu(idx, eager, scores, _visible(q_pos, kv_start, S), K)
