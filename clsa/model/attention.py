@@ -2,7 +2,7 @@
 
 Shape legend
     x          [B, T, C]        layer input
-    positions  [B, T] int       rotary positions
+    rope       Rope (or positions [B, T]): rotary tables shared by all layers of a forward
     q_pos      [B, T] int       cache slot of each query
     kv_start   [B] int          first valid slot per sequence (left padding before it)
     k, v       [B, S, Hkv, D];  k_pos [B, S] int (slot of each key row, -1 empty)
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from clsa import ops
-from clsa.model.layers import RMSNorm, SwiGLU, rotary
+from clsa.model.layers import RMSNorm, Rope, SwiGLU
 
 
 class SelfAttention(nn.Module):
@@ -28,16 +28,17 @@ class SelfAttention(nn.Module):
         c = config
         self.h, self.hkv, self.d = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         self.window, self.theta, self.chunk = window, c.rope_theta, c.query_chunk_size
-        self.q_proj = nn.Linear(c.hidden_size, self.h * self.d, bias=False)
-        self.k_proj = nn.Linear(c.hidden_size, self.hkv * self.d, bias=False)
-        self.v_proj = nn.Linear(c.hidden_size, self.hkv * self.d, bias=False)
+        # Q, K and V in one projection: one GEMV per layer at decode instead of three.
+        self.qkv_proj = nn.Linear(c.hidden_size, (self.h + 2 * self.hkv) * self.d, bias=False)
         self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
 
-    def forward(self, x, positions, q_pos, kv_start, layer_cache=None):
+    def forward(self, x, rope, q_pos, kv_start, layer_cache=None):
         B, T, _ = x.shape
-        q = rotary(self.q_proj(x).view(B, T, self.h, self.d), positions, self.theta)
-        k = rotary(self.k_proj(x).view(B, T, self.hkv, self.d), positions, self.theta)
-        v = self.v_proj(x).view(B, T, self.hkv, self.d)
+        rope = Rope.of(rope, self.theta)
+        q, k, v = self.qkv_proj(x).split((self.h * self.d, self.hkv * self.d, self.hkv * self.d), dim=-1)
+        q = rope(q.view(B, T, self.h, self.d))
+        k = rope(k.view(B, T, self.hkv, self.d))
+        v = v.view(B, T, self.hkv, self.d)
         if layer_cache is None:
             k_all, v_all, k_pos = k, v, q_pos
         else:
@@ -59,14 +60,14 @@ class CrossAttention(nn.Module):
         self.q_proj = nn.Linear(c.hidden_size, self.h * self.d, bias=False)
         self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
 
-    def queries(self, x, positions):
+    def queries(self, x, rope):
         B, T, _ = x.shape
-        return rotary(self.q_proj(x).view(B, T, self.h, self.d), positions, self.theta)
+        return Rope.of(rope, self.theta)(self.q_proj(x).view(B, T, self.h, self.d))
 
-    def forward(self, x, positions, q_pos, kv_start, shared, idx=None, gathered=None):
+    def forward(self, x, rope, q_pos, kv_start, shared, idx=None, gathered=None):
         """shared = (k, v, k_pos) of the whole cache; gathered = (k_sel, v_sel, sel_pos) at decode."""
         B, T, _ = x.shape
-        q = self.queries(x, positions)
+        q = self.queries(x, rope)
         if gathered is not None:  # decode: attend over the compact buffer gathered once per step
             k_sel, v_sel, sel_pos = gathered
             o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,

@@ -23,7 +23,7 @@ from torch import nn
 from clsa import ops
 from clsa.model.attention import Block, CrossAttention, SelfAttention
 from clsa.model.indexer import Indexer
-from clsa.model.layers import RMSNorm, rotary
+from clsa.model.layers import RMSNorm, Rope
 
 
 @dataclass
@@ -73,12 +73,12 @@ class CLSABackbone(nn.Module):
             h = layer(h, positions, q_pos, kv_start, None if cache is None else cache.layers[i])
         return h
 
-    def shared_kv(self, h_sd, positions):
+    def shared_kv(self, h_sd, rope):
         """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V)."""
         c = self.config
         B, T, _ = h_sd.shape
         x = self.kv_norm(h_sd)
-        k = rotary(self.k_proj(x).view(B, T, c.num_key_value_heads, c.head_dim), positions, c.rope_theta)
+        k = Rope.of(rope, c.rope_theta)(self.k_proj(x).view(B, T, c.num_key_value_heads, c.head_dim))
         return k, self.v_proj(x).view(B, T, c.num_key_value_heads, c.head_dim)
 
     def forward(self, input_ids, positions, q_pos, kv_start, cache=None, keep: int | None = None,
@@ -88,6 +88,7 @@ class CLSABackbone(nn.Module):
         h = self.embed_tokens(input_ids)
         T = h.shape[1]
         n = T if keep is None else min(keep, T)
+        positions = Rope.of(positions, self.config.rope_theta)
         if not self.config.is_yoco:
             h = self.self_decode(h, positions, q_pos, kv_start, cache)
             if cache is not None:
@@ -101,12 +102,12 @@ class CLSABackbone(nn.Module):
             shared = (k, v, q_pos)
         else:
             shared = cache.shared.update(k, v, q_pos)
-            keys = {i: cache.write_index_keys(i, kk) for i, kk in keys.items()}
+            keys = {i: cache.write_index_keys(i, kk, q_pos) for i, kk in keys.items()}
             cache.advance(T)
         if n == 0:
             return h_sd[:, :0]
         tail = slice(T - n, T)
-        h = self.cross_decode(h_sd[:, tail], positions[:, tail], q_pos[:, tail], kv_start, shared,
+        h = self.cross_decode(h_sd[:, tail], positions.slice(tail), q_pos[:, tail], kv_start, shared,
                               keys, dense_cross)
         return self.norm(h)
 
@@ -132,3 +133,55 @@ class CLSABackbone(nn.Module):
                     idx=idx if sparse and not gather_once else None, gathered=gathered)
         self.last_routing = Routing(seen, calls)
         return h
+
+
+@dataclass
+class CrossStates:
+    """Everything a dense pass of the cross-decoder saw, for distillation and routing analysis.
+
+    h_sd [B, T, C] self-decoder output; inputs[i] [B, T, C] the input of cross layer i;
+    shared = (k, v, k_pos) the global K/V; keys {indexer id: [B, T, Di]}; positions, q_pos [B, T];
+    kv_start [B].
+    """
+
+    h_sd: torch.Tensor
+    inputs: list
+    shared: tuple
+    keys: dict
+    positions: torch.Tensor
+    q_pos: torch.Tensor
+    kv_start: torch.Tensor
+
+
+def cross_states(backbone: CLSABackbone, input_ids, kv_start=None) -> CrossStates:
+    """Run a YOCO-family backbone with DENSE cross-attention, recording each cross layer's input."""
+    if not backbone.config.is_yoco:
+        raise ValueError("cross_states needs a YOCO-family variant (yoco, yoco-dsa, indexcache, clsa)")
+    B, T = input_ids.shape
+    kv_start = input_ids.new_zeros(B) if kv_start is None else kv_start
+    q_pos = torch.arange(T, device=input_ids.device).expand(B, T)
+    positions = (q_pos - kv_start[:, None]).clamp_min(0)
+    rope = Rope(positions, backbone.config.rope_theta)
+    h_sd = backbone.self_decode(backbone.embed_tokens(input_ids), rope, q_pos, kv_start)
+    k, v = backbone.shared_kv(h_sd, rope)
+    keys = {i: ix.keys(h_sd, rope) for i, ix in backbone.indexers().items()}
+    inputs, h = [], h_sd
+    for blk in backbone.cross_layers:
+        inputs.append(h)
+        h = blk(h, rope, q_pos, kv_start, (k, v, q_pos))
+    return CrossStates(h_sd, inputs, (k, v, q_pos), keys, positions, q_pos, kv_start)
+
+
+def attention_probs(backbone: CLSABackbone, st: CrossStates, layer: int, rows: slice):
+    """Dense attention probabilities of cross layer ``layer`` for queries ``rows``, averaged over
+    heads: [B, C, T] fp32, zero where a key is not visible. Query-chunked by the caller."""
+    from clsa.ops.attention.naive import visible_mask
+
+    blk = backbone.cross_layers[layer]
+    attn = blk.attn
+    q = attn.queries(blk.attn_norm(st.inputs[layer][:, rows]), st.positions[:, rows])  # [B, C, H, D]
+    k = st.shared[0].repeat_interleave(attn.h // attn.hkv, dim=2)  # [B, T, H, D]
+    logits = torch.einsum("bchd,bshd->bhcs", q.float(), k.float()) * attn.scale
+    m = visible_mask(st.q_pos[:, rows], st.shared[2], st.kv_start, None)
+    p = torch.softmax(logits.masked_fill(~m[:, None], float("-inf")), -1).nan_to_num(0.0)
+    return p.mean(1)

@@ -19,7 +19,7 @@ import math
 from torch import nn
 
 from clsa import ops
-from clsa.model.layers import RMSNorm, rotary
+from clsa.model.layers import RMSNorm, Rope
 
 
 class Indexer(nn.Module):
@@ -39,27 +39,28 @@ class Indexer(nn.Module):
         self.w_head = nn.Linear(c.hidden_size, self.heads, bias=False) if self.scoring == "relu" else None
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
-    def keys(self, h_kv, positions):
+    def keys(self, h_kv, rope):
         k = self.wk(self.k_norm(h_kv))
-        return rotary(k, positions, self.theta) if self.use_rope else k
+        return Rope.of(rope, self.theta)(k) if self.use_rope else k
 
-    def queries(self, h_q, positions):
+    def queries(self, h_q, rope):
         B, T, _ = h_q.shape
         x = self.q_norm(h_q)
         q = self.wq(x).view(B, T, self.heads, self.head_dim)
         if self.use_rope:
-            q = rotary(q, positions, self.theta)
+            q = Rope.of(rope, self.theta)(q)
         w = self.w_head(x) / math.sqrt(self.heads) if self.w_head is not None else None
         return q, w
 
-    def scores(self, h_q, positions, q_pos, kv_start, keys):
-        """Full score rows [B, Tq, S] (fp32, -inf where invisible): the distillation student."""
-        q, w = self.queries(h_q, positions)
+    def scores(self, h_q, rope, q_pos, kv_start, keys):
+        """Full score rows [B, Tq, S] (fp32, -inf where invisible): the distillation student.
+        ``rope``: a Rope or the positions [B, Tq] of the queries."""
+        q, w = self.queries(h_q, rope)
         return ops.indexer_scores(q, keys, w, q_pos, kv_start, self.scoring, self.scale)
 
-    def forward(self, h_q, positions, q_pos, kv_start, keys):
+    def forward(self, h_q, rope, q_pos, kv_start, keys):
         """Top-k slots per query: [B, Tq, top_k] int32, -1 padded. One call = one routing pass."""
-        q, w = self.queries(h_q, positions)
+        q, w = self.queries(h_q, rope)
         return ops.indexer_topk(q.detach(), keys.detach(), None if w is None else w.detach(),
                                 q_pos, kv_start, self.index_top_k, self.scoring, self.scale,
                                 query_chunk=self.query_chunk)

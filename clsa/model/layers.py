@@ -18,20 +18,59 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight.float()).to(x.dtype)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 class SwiGLU(nn.Module):
+    """down(silu(gate(x)) * up(x)); gate and up are one fused projection (one GEMV at decode)."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden, bias=False)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
+        self.gate_up_proj = nn.Linear(dim, 2 * hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def rotary_tables(positions, dim: int, theta: float):
+    """(cos, sin) [B, T, dim/2] fp32 for ``positions``: computed once per forward, used by all layers."""
+    half = dim // 2
+    inv = theta ** (-torch.arange(0, half, device=positions.device, dtype=torch.float32) / half)
+    ang = positions.float()[..., None] * inv
+    return ang.cos(), ang.sin()
+
+
+def apply_rotary(x, tables):
+    """Rotate x [B, T, H, D] or [B, T, D] with precomputed tables (NeoX half-split layout)."""
+    from clsa import ops  # deferred: clsa.ops imports nothing from the model
+
+    return ops.rotary(x, *tables)
+
+
+class Rope:
+    """Rotary tables of one forward, computed once per head size and shared by every layer.
+
+    Layers accept a Rope or a plain positions tensor [B, T] (wrapped on the fly)."""
+
+    def __init__(self, positions, theta: float):
+        self.positions, self.theta, self._tables = positions, theta, {}
+
+    @staticmethod
+    def of(arg, theta: float) -> "Rope":
+        return arg if isinstance(arg, Rope) else Rope(arg, theta)
+
+    def tables(self, dim: int):
+        if dim not in self._tables:
+            self._tables[dim] = rotary_tables(self.positions, dim, self.theta)
+        return self._tables[dim]
+
+    def __call__(self, x):
+        return apply_rotary(x, self.tables(x.shape[-1]))
+
+    def slice(self, cols: slice) -> "Rope":
+        return Rope(self.positions[:, cols], self.theta)
 
 
 def rotary(x, positions, theta: float):
@@ -41,13 +80,4 @@ def rotary(x, positions, theta: float):
     with dimension i of the second half at frequency theta^(-2i/D). x [B, T, H, D] or [B, T, D].
     Computed in fp32 and cast back, so cached keys and recomputed keys agree bit for bit.
     """
-    d = x.shape[-1]
-    half = d // 2
-    inv = theta ** (-torch.arange(0, half, device=x.device, dtype=torch.float32) / half)
-    ang = positions.float()[..., None] * inv  # [B, T, half]
-    if x.dim() == 4:
-        ang = ang[:, :, None, :]
-    cos, sin = ang.cos(), ang.sin()
-    xf = x.float()
-    x1, x2 = xf[..., :half], xf[..., half:]
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
+    return apply_rotary(x, rotary_tables(positions, x.shape[-1], theta))

@@ -129,6 +129,8 @@ class CLSAForCausalLM(CLSAPreTrainedModel, GenerationMixin):
         if total > c.max_position_embeddings:
             raise ValueError(f"context of {total} tokens exceeds max_position_embeddings="
                              f"{c.max_position_embeddings}; shorten the input or raise the limit")
+        if cache is not None:
+            cache.check_room(input_ids.shape[1])
         if cache is not None and cache.batch_size != input_ids.shape[0]:
             raise ValueError(f"cache holds {cache.batch_size} sequences but input_ids has "
                              f"{input_ids.shape[0]} rows; start a new cache")
@@ -153,7 +155,7 @@ class CLSAForCausalLM(CLSAPreTrainedModel, GenerationMixin):
         if attention_mask is not None:
             kv_start = kv_start_from_mask(attention_mask, cache is not None)
             if cache is not None:
-                cache.kv_start = kv_start
+                cache.kv_start.copy_(kv_start)  # in place: captured graphs hold its address
         else:
             kv_start = cache.kv_start if cache is not None else input_ids.new_zeros(B)
         q_pos = (seen + torch.arange(T, device=input_ids.device)).expand(B, T)

@@ -1,7 +1,9 @@
 """The one switch between plain-PyTorch references and Triton kernels.
 
-Model code calls ``clsa.ops.attention(...)`` etc. and never imports Triton. ``naive`` runs
-everywhere (CPU included); ``triton`` loads the kernels lazily on first use. A Triton entry point
+Model code calls ``clsa.ops.attention(...)`` etc. and never imports Triton. ``naive`` is the fp32
+reference and runs everywhere (CPU included); ``torch`` is stock fast PyTorch (SDPA, bmm +
+torch.topk, torch.gather in the input dtype): the baseline every kernel is timed against;
+``triton`` loads the kernels lazily on first use. A Triton entry point
 has the exact signature of its reference and may hand cases it does not cover (autograd, many
 queries per row) back to the reference; each op's README says which.
 
@@ -17,17 +19,24 @@ import os
 
 from clsa.ops.attention import naive as _attn
 from clsa.ops.indexer_topk import naive as _idx
+from clsa.ops.rotary import naive as _rot
 from clsa.ops.sparse_attention import naive as _sparse
 
-BACKENDS = ("naive", "triton")
+BACKENDS = ("naive", "torch", "triton")
 
-# op name -> (reference function, module holding the Triton entry point of the same name)
+# op name -> (reference function, {backend: module holding the entry point of the same name})
 _OPS = {
-    "attention": (_attn.attention, "clsa.ops.attention.triton_decode"),
-    "sparse_attention": (_sparse.sparse_attention, "clsa.ops.sparse_attention.triton_decode"),
-    "gather_kv": (_sparse.gather_kv, "clsa.ops.sparse_attention.triton_gather"),
-    "indexer_scores": (_idx.indexer_scores, "clsa.ops.indexer_topk.triton_topk"),
-    "indexer_topk": (_idx.indexer_topk, "clsa.ops.indexer_topk.triton_topk"),
+    "attention": (_attn.attention, {"torch": "clsa.ops.attention.stock",
+                                    "triton": "clsa.ops.attention.triton_decode"}),
+    "sparse_attention": (_sparse.sparse_attention, {"torch": "clsa.ops.sparse_attention.stock",
+                                                    "triton": "clsa.ops.sparse_attention.triton_decode"}),
+    "gather_kv": (_sparse.gather_kv, {"torch": "clsa.ops.sparse_attention.stock",
+                                      "triton": "clsa.ops.sparse_attention.triton_gather"}),
+    "indexer_scores": (_idx.indexer_scores, {"torch": "clsa.ops.indexer_topk.stock",
+                                             "triton": "clsa.ops.indexer_topk.triton_topk"}),
+    "indexer_topk": (_idx.indexer_topk, {"torch": "clsa.ops.indexer_topk.stock",
+                                         "triton": "clsa.ops.indexer_topk.triton_topk"}),
+    "rotary": (_rot.rotary, {"torch": "clsa.ops.rotary.naive", "triton": "clsa.ops.rotary.triton_rotary"}),
 }
 
 _state = {"backend": os.environ.get("CLSA_BACKEND", "naive")}
@@ -55,9 +64,10 @@ def use_backend(name: str):
 
 
 def _resolve(op: str):
-    ref, module = _OPS[op]
+    ref, modules = _OPS[op]
     if _state["backend"] == "naive":
         return ref
+    module = modules[_state["backend"]]
     key = f"{module}.{op}"
     if key not in _cache:
         _cache[key] = getattr(importlib.import_module(module), op)
@@ -82,3 +92,7 @@ def indexer_scores(*args, **kwargs):
 
 def indexer_topk(*args, **kwargs):
     return _resolve("indexer_topk")(*args, **kwargs)
+
+
+def rotary(*args, **kwargs):
+    return _resolve("rotary")(*args, **kwargs)

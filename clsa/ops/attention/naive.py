@@ -5,7 +5,8 @@ Shape legend
     q        [B, Tq, Hq, D]
     k, v     [B, S, Hkv, D]
     q_pos    [B, Tq] int   slot index of each query (its place in the sequence of cache slots)
-    k_pos    [B, S]  int   slot index held by each key row, -1 for an empty row
+    k_pos    [B, S]  int   slot index held by each key row, -1 for an empty row; None means every
+                           row is visible to every query (the caller guarantees it: no mask)
     kv_start [B]     int   first valid slot of each sequence (left padding before it)
     out      [B, Tq, Hq, D]
 
@@ -25,6 +26,8 @@ import torch
 
 def visible_mask(q_pos, k_pos, kv_start, window: int | None):
     """[B, Tq, S] bool: which keys each query may attend to (see module docstring)."""
+    if k_pos is None:
+        raise ValueError("visible_mask needs k_pos; k_pos=None is handled by attention()")
     qp = q_pos[:, :, None].long()
     kp = k_pos[:, None, :].long()
     m = (kp >= kv_start.long()[:, None, None]) & (kp <= qp) & (kp >= 0)
@@ -41,7 +44,7 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     Differentiable (used by training on CPU).
     """
     B, Tq, Hq, D = q.shape
-    Hkv = k.shape[2]
+    Hkv, S = k.shape[2], k.shape[1]
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     g = Hq // Hkv
     kf = k.float().repeat_interleave(g, dim=2).transpose(1, 2)  # [B, Hq, S, D]
@@ -49,7 +52,10 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     outs = []
     for s in range(0, Tq, query_chunk):
         qc = q[:, s:s + query_chunk].float().transpose(1, 2)  # [B, Hq, C, D]
-        m = visible_mask(q_pos[:, s:s + query_chunk], k_pos, kv_start, window)  # [B, C, S]
+        if k_pos is None:
+            m = torch.ones(B, qc.shape[2], S, dtype=torch.bool, device=q.device)
+        else:
+            m = visible_mask(q_pos[:, s:s + query_chunk], k_pos, kv_start, window)  # [B, C, S]
         logits = torch.einsum("bhcd,bhsd->bhcs", qc, kf) * scale
         logits = logits.masked_fill(~m[:, None], float("-inf"))
         p = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with no visible key -> 0

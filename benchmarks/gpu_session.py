@@ -1,0 +1,57 @@
+"""One device call: op micro-benchmarks, then the decode suite, each result saved as it lands.
+
+    OUT=/tmp/out PYTHONPATH=. python benchmarks/gpu_session.py ops decode
+"""
+
+import json
+import os
+import sys
+import traceback
+
+import torch
+
+OUT = os.environ.get("OUT", ".")
+
+
+def dump(name, obj):
+    with open(os.path.join(OUT, name), "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+
+
+def ops_bench():
+    from clsa.bench.env import environment
+    from clsa.ops.attention.bench import bench_decode_attention, bench_sparse_decode
+    from clsa.ops.indexer_topk.bench import bench_indexer_topk
+
+    res = {"env": environment(), "indexer_topk": [], "decode_attention": [], "sparse_decode": []}
+    for B in (1, 8):
+        for fn, key, args in ((bench_indexer_topk, "indexer_topk", (B, 131072, 1, 128, 2048, torch.bfloat16)),
+                              (bench_decode_attention, "decode_attention", (B, 131072, 24, 8, 128, torch.bfloat16)),
+                              (bench_sparse_decode, "sparse_decode", (B, 131072, 2048, 24, 8, 128, 13, torch.bfloat16))):
+            try:
+                r = fn(*args)
+            except Exception as e:  # record and go on: one broken kernel must not hide the rest
+                r = {"error": repr(e), "trace": traceback.format_exc()[-2000:]}
+            r["B"] = B
+            res[key].append(r)
+            print(key, json.dumps(r, default=str), flush=True)
+            dump("ops_bench.json", res)
+
+
+def decode_bench():
+    from clsa.bench.suite import run_decode, save
+
+    def log(line):
+        print(line, flush=True)
+        with open(os.path.join(OUT, "decode_rows.jsonl"), "a") as f:
+            f.write(line + "\n")
+
+    contexts = [int(x) for x in os.environ.get("CONTEXTS", "32768,131072").split(",")]
+    batches = [int(x) for x in os.environ.get("BATCHES", "1,4").split(",")]
+    res = run_decode("yoco-3b", contexts, batches, log=log)
+    save(res, OUT, "decode_yoco3b")
+
+
+if __name__ == "__main__":
+    for part in sys.argv[1:]:
+        {"ops": ops_bench, "decode": decode_bench}[part]()

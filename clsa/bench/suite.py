@@ -1,0 +1,187 @@
+"""`clsa bench`: decode latency and memory of every variant, side by side, in one run.
+
+    clsa bench decode --out benchmarks/results            # GPU: yoco-3b shape, bf16, graphs
+    clsa bench all --quick --out /tmp/bench               # CPU smoke test (debug preset)
+
+Every row is a (variant, backend) pair: ``torch`` is stock PyTorch (SDPA / bmm + torch.topk /
+torch.gather) and ``triton`` our kernels; both run the same model in a CUDA graph. A pair whose
+decoding disagrees with the fp32 reference on a small correctness check is refused, not reported.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+from clsa import ops
+from clsa.bench.env import environment
+from clsa.bench.floor import cache_bytes_read, copy_bandwidth, weight_bytes
+from clsa.config import CLSAConfig
+from clsa.model.memory import cache_report
+
+
+@dataclass(frozen=True)
+class Row:
+    variant: str
+    backend: str
+    refresh_every: int = 1
+
+    @property
+    def name(self) -> str:
+        g = f"(G={self.refresh_every})" if self.variant == "indexcache" else ""
+        return f"{self.variant}{g}/{self.backend}"
+
+
+ROWS = (Row("dense", "torch"), Row("dense", "triton"), Row("yoco", "torch"), Row("yoco", "triton"),
+        Row("yoco-dsa", "torch"), Row("yoco-dsa", "triton"), Row("indexcache", "torch", 4),
+        Row("indexcache", "triton", 4), Row("clsa", "torch"), Row("clsa", "triton"))
+
+
+def config_for(preset: str, row: Row, **overrides) -> CLSAConfig:
+    return CLSAConfig.from_name(preset, attention_variant=row.variant,
+                                index_refresh_every=row.refresh_every, **overrides)
+
+
+def check_row(row: Row, device: str, steps: int = 8) -> dict:
+    """Greedy decoding of a small fp32 model with this backend (graphs on GPU) vs the reference."""
+    from clsa.bench.decode import build_model
+    from clsa.engine import Decoder
+    from clsa.testing import rel_rms
+
+    cfg = config_for("tiny", row, index_top_k=32)
+    torch.manual_seed(0)
+    model = build_model(cfg, device, torch.float32)
+    prompt = torch.randint(0, cfg.vocab_size, (2, 200), device=device)
+    out = {}
+    for backend, graph in (("naive", False), (row.backend, device == "cuda")):
+        with ops.use_backend(backend):
+            dec = Decoder(model, 2, 200 + steps + 1, cuda_graph=graph)
+            logits = [dec.prefill(prompt)]
+            for _ in range(steps):
+                logits.append(dec.step(logits[-1].argmax(-1)).clone())
+            out[backend if backend == "naive" else "test"] = torch.stack(logits)
+    err = rel_rms(out["test"], out["naive"])
+    ok = err < 1e-3 and torch.equal(out["test"].argmax(-1), out["naive"].argmax(-1))
+    return {"ok": bool(ok), "rel_rms": err}
+
+
+def run_decode(preset: str, contexts, batches, rows=ROWS, device="cuda", rep: int = 100, log=print) -> dict:
+    from clsa.bench.decode import build_model, time_step
+
+    on_gpu = device == "cuda"
+    res = {"env": environment(), "preset": preset, "dtype": "bfloat16" if on_gpu else "float32",
+           "weights": "random (decode speed does not depend on weight values)", "rows": [], "skipped": []}
+    bw = copy_bandwidth() if on_gpu else None
+    res["copy_bandwidth_TBps"] = None if bw is None else bw / 1e12
+    checks = {r.name: check_row(r, device) for r in rows}
+    res["checks"] = checks
+    for r in rows:
+        if not checks[r.name]["ok"]:
+            log(f"REFUSED {r.name}: disagrees with the reference ({checks[r.name]})")
+            continue
+        cfg = config_for(preset, r)
+        torch.manual_seed(0)
+        model = build_model(cfg, device, torch.bfloat16 if on_gpu else torch.float32)
+        wb = weight_bytes(model, 1)
+        for B in batches:
+            for N in contexts:
+                need = cache_report(cfg, 2).per_sequence(N + 1) * B  # the weights are resident
+                if on_gpu:
+                    gc.collect()
+                    torch.cuda.empty_cache()
+                    free = torch.cuda.mem_get_info()[0]
+                    if need + (3 << 30) > free:  # 3 GiB for activations, scratch and graph pools
+                        res["skipped"].append({"row": r.name, "B": B, "N": N, "reason":
+                                               f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"})
+                        log(f"skip {r.name} B={B} N={N}: does not fit")
+                        continue
+                try:
+                    ms = time_step(model, r.backend, B, N, rep) if on_gpu else _cpu_time(model, r.backend, B, N)
+                except Exception as e:  # record it and go on: one failure must not hide the rest
+                    res["skipped"].append({"row": r.name, "B": B, "N": N, "reason": f"error: {e!r}"[:400]})
+                    log(f"error {r.name} B={B} N={N}: {e!r}"[:400])
+                    continue
+                nbytes = weight_bytes(model, B) + cache_bytes_read(cfg, B, N)
+                row = {"row": r.name, "variant": r.variant, "backend": r.backend, "B": B, "N": N,
+                       "step_ms": ms, "tokens_per_s": B / (ms * 1e-3), "bytes": nbytes,
+                       "achieved_TBps": nbytes / (ms * 1e-3) / 1e12}
+                if bw:
+                    row["floor_ms"] = nbytes / bw * 1e3
+                    row["vs_floor"] = ms / row["floor_ms"]
+                res["rows"].append(row)
+                log(json.dumps(row))
+                torch.cuda.empty_cache() if on_gpu else None
+        del model
+        gc.collect()
+        if on_gpu:
+            torch.cuda.empty_cache()
+    add_ratios(res["rows"])
+    return res
+
+
+def _cpu_time(model, backend, B, N, reps: int = 3) -> float:
+    from clsa.bench.decode import decode_step_fn
+
+    with ops.use_backend(backend), torch.no_grad():
+        step, _ = decode_step_fn(model, B, N)
+        step()
+        t = time.perf_counter()
+        for _ in range(reps):
+            step()
+        return (time.perf_counter() - t) / reps * 1e3
+
+
+def add_ratios(rows) -> None:
+    """speedup vs the stock dense step and vs yoco-dsa (best backend of each) at the same (B, N)."""
+    for r in rows:
+        same = [x for x in rows if x["B"] == r["B"] and x["N"] == r["N"]]
+        dense = [x["step_ms"] for x in same if x["row"] == "dense/torch"]
+        dsa = [x["step_ms"] for x in same if x["variant"] == "yoco-dsa"]
+        r["speedup_vs_dense_stock"] = dense[0] / r["step_ms"] if dense else None
+        r["speedup_vs_yoco_dsa_best"] = min(dsa) / r["step_ms"] if dsa else None
+
+
+def memory_table(preset: str) -> list[dict]:
+    out = []
+    for r in ROWS:
+        if r.backend != "torch":
+            continue
+        rep = cache_report(config_for(preset, r), 2)
+        out.append({"variant": r.name.split("/")[0], "bytes_per_token": rep.per_token,
+                    "fixed_bytes_per_sequence": rep.per_sequence_fixed,
+                    "bytes_per_128k_sequence": rep.per_sequence(131072)})
+    return out
+
+
+def markdown(res: dict) -> str:
+    env = res["env"]
+    lines = [f"# Decode benchmark ({res['preset']}, {res['dtype']})", "",
+             f"{env.get('device')} | torch {env['torch']} | triton {env.get('triton')} | commit {env['commit']} | "
+             f"{env['date']}", ""]
+    if res.get("copy_bandwidth_TBps"):
+        lines += [f"Copy bandwidth measured in this run: {res['copy_bandwidth_TBps']:.2f} TB/s", ""]
+    lines += ["| row | B | N | step ms | tok/s | floor ms | x floor | vs dense stock | vs yoco-dsa |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    f = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    for r in res["rows"]:
+        lines.append(f"| {r['row']} | {r['B']} | {r['N']} | {r['step_ms']:.3f} | {r['tokens_per_s']:.0f} | "
+                     f"{f(r.get('floor_ms'), 3)} | {f(r.get('vs_floor'))} | {f(r['speedup_vs_dense_stock'])} | "
+                     f"{f(r['speedup_vs_yoco_dsa_best'])} |")
+    for s in res.get("skipped", []):
+        lines.append(f"\nskipped {s['row']} B={s['B']} N={s['N']}: {s['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def save(res: dict, out_dir: str, stem: str) -> str:
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, stem)
+    with open(path + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    with open(path + ".md", "w") as f:
+        f.write(markdown(res))
+    return path

@@ -1,0 +1,395 @@
+"""Split-K flash-decoding for masked GQA attention (Triton), same API as ``naive.attention``.
+
+Shape legend (as in naive.py)
+    B batch, Tq queries, S key slots, Hq query heads, Hkv K/V heads, G = Hq // Hkv, D head dim.
+    q        [B, Tq, Hq, D]        k, v [B, S, Hkv, D]        out [B, Tq, Hq, D]
+    q_pos    [B, Tq] int           k_pos [B, S] int (-1 empty)  kv_start [B] int
+    partials m, l [B * Hkv, M, NS] fp32 and acc [B * Hkv, M, NS, D] fp32, M = Tq * G rows, NS splits
+
+Kernel path (decode: Tq * G <= 64, no autograd, CUDA tensors or the Triton interpreter):
+  1. ``_attn_split_kernel``, grid (NS, B * Hkv). One program owns one K/V head of one sequence and
+     one contiguous chunk of slots. Its Tq * G query rows (all heads that share the K/V head, all
+     queries) form one [BM, BD] tile, so each K/V row is read once for the whole group.
+     Phase 1 reads only k_pos (int, cheap) and finds the span of blocks holding a visible key;
+     phase 2 runs branch-free (so the loads pipeline) online softmax over that span, loading only
+     the K/V rows some query can see (masked loads: no bytes, zeros, garbage never leaks). So
+     the K/V bytes read follow the live length even when a CUDA graph captured a large S.
+     fp32 online softmax; it writes (m, l, acc) partials.
+  2. ``_merge_kernel``, grid (groups * M): rescales and sums the NS partials of one query row.
+No host sync on this path (no ``.item()``, shapes only), so it can be captured in a CUDA graph;
+the split count depends on shapes and the SM count only.
+
+Fallbacks (exactly the reference's math): autograd or many queries per row (prefill, training)
+go to masked ``torch.nn.functional.scaled_dot_product_attention`` on CUDA (query-chunked, rows
+with no visible key forced to zero) and to ``naive.attention`` elsewhere (CPU without the
+interpreter). See README.md for the math.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from clsa.ops.attention import naive
+
+LOG2E = 1.4426950408889634
+MAX_ROWS = 64       # Tq * G handled by the kernel; beyond that the fallback runs
+MAX_SPLITS = 64     # the merge kernel loads all NS partials of a row at once
+NEG_INIT = tl.constexpr(-1.0e30)  # finite running max: no inf - inf anywhere, empty rows keep l = 0
+
+
+@triton.jit
+def _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
+                          DOT_PRECISION: tl.constexpr):
+    """Fold one block of keys into the running (max, sum, acc) of every query row.
+
+    b_q [BM, BD], b_k / b_v [BS, BD], b_vis [BM, BS]; b_v must be finite (zero unused rows)."""
+    b_sc = tl.dot(b_q, tl.trans(b_k), input_precision=DOT_PRECISION) * qk_scale  # [BM, BS]
+    b_sc = tl.where(b_vis, b_sc, float("-inf"))
+    b_mn = tl.maximum(b_mi, tl.max(b_sc, axis=1))  # [BM], finite (b_mi starts at NEG_INIT)
+    b_p = tl.exp2(b_sc - b_mn[:, None])  # [BM, BS], exactly 0 where masked
+    b_alpha = tl.exp2(b_mi - b_mn)  # [BM]
+    b_li = b_li * b_alpha + tl.sum(b_p, axis=1)
+    b_acc = b_acc * b_alpha[:, None] + tl.dot(b_p.to(b_v.dtype), b_v,
+                                              input_precision=DOT_PRECISION)  # [BM, BD]
+    return b_mn, b_li, b_acc
+
+
+@triton.jit
+def _slots(p_kp, s_kps, o_s, S, HAS_KPOS: tl.constexpr):
+    """[BS] int32 slot held by rows o_s (-1 past S); without k_pos a row holds its own index."""
+    if HAS_KPOS:
+        b_kp = tl.load(p_kp + o_s * s_kps, mask=o_s < S, other=-1).to(tl.int32)
+    else:
+        b_kp = tl.where(o_s < S, o_s, -1).to(tl.int32)
+    return b_kp
+
+
+@triton.jit
+def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
+                b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
+                D: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr, HAS_KPOS: tl.constexpr,
+                HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """Slots [i_s0, i_s0 + BS) of one K/V head: visibility from k_pos, K/V rows that no query
+    can see are masked out of the loads (no bytes, zeros), then one online-softmax step.
+    ``m_blk`` False turns the whole block off (the interpreter's stand-in for the span bounds)."""
+    o_s = (i_s0 + tl.arange(0, BS)).to(tl.int64)
+    o_d = tl.arange(0, BD)
+    b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [BS]
+    b_kp = tl.where(m_blk, b_kp, -1)
+    # [BM, BS] visibility: kv_start <= k_pos <= q_pos, k_pos >= 0, k_pos > q_pos - window
+    b_vis = (b_kp[None, :] >= b_ks) & (b_kp[None, :] <= b_qp[:, None]) & (b_kp[None, :] >= 0)
+    if HAS_WINDOW:
+        b_vis = b_vis & (b_kp[None, :] > b_qp[:, None] - window)
+    m_kv = ((b_kp >= b_lo) & (b_kp <= b_hi))[:, None] & (o_d < D)[None, :]  # [BS, BD]
+    b_k = tl.load(p_kb + o_s[:, None] * s_ks + o_d[None, :] * s_kd, mask=m_kv, other=0.)
+    b_v = tl.load(p_vb + o_s[:, None] * s_vs + o_d[None, :] * s_vd, mask=m_kv, other=0.)
+    return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
+                                 DOT_PRECISION)
+
+
+@triton.jit
+def _attn_split_kernel(
+    q, k, v, q_pos, k_pos, kv_start, m_part, l_part, acc_part,
+    s_qb, s_qt, s_qh, s_qd,
+    s_kb, s_ks, s_kh, s_kd,
+    s_vb, s_vs, s_vh, s_vd,
+    s_qpb, s_qpt, s_kpb, s_kps,
+    S, window, qk_scale,
+    HKV: tl.constexpr, G: tl.constexpr, M: tl.constexpr, D: tl.constexpr, NS: tl.constexpr,
+    CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+    HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
+    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+):
+    i_s, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_h = i_bh // HKV, i_bh % HKV
+    i_b64 = i_b.to(tl.int64)
+
+    # query rows r = t * G + g: query t, head i_h * G + g
+    o_m = tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m_m = o_m < M
+    m_d = o_d < D
+    o_t = (o_m // G).to(tl.int64)
+    o_hq = (i_h * G + o_m % G).to(tl.int64)
+
+    p_q = q + i_b64 * s_qb + o_t[:, None] * s_qt + o_hq[:, None] * s_qh + o_d[None, :] * s_qd
+    b_q = tl.load(p_q, mask=m_m[:, None] & m_d[None, :], other=0.)  # [BM, BD]
+    # padded rows get q_pos = -1: no key is visible to them
+    b_qp = tl.load(q_pos + i_b64 * s_qpb + o_t * s_qpt, mask=m_m, other=-1).to(tl.int32)  # [BM]
+    b_ks = tl.load(kv_start + i_b).to(tl.int32)
+    if not HAS_KPOS:
+        # k_pos=None: every row is visible to every query (no q_pos, kv_start or window)
+        b_qp = tl.where(m_m, 2147483647, -1)
+        b_ks = b_ks * 0
+    # [lo, hi]: the slots some row can see (exact for Tq = 1); it gates K/V loads row by row in
+    # 1D, so the [BM, BS] mask is only needed for the scores
+    b_hi = tl.max(b_qp, axis=0)
+    b_lo = tl.maximum(b_ks, 0)
+    if HAS_WINDOW:
+        b_lo = tl.maximum(b_lo, tl.min(tl.where(m_m, b_qp, 2147483647), axis=0) - window + 1)
+
+    b_mi = tl.full([BM], NEG_INIT, dtype=tl.float32)
+    b_li = tl.zeros([BM], dtype=tl.float32)
+    b_acc = tl.zeros([BM, BD], dtype=tl.float32)
+
+    p_kb = k + i_b64 * s_kb + i_h.to(tl.int64) * s_kh
+    p_vb = v + i_b64 * s_vb + i_h.to(tl.int64) * s_vh
+    p_kp = k_pos + i_b64 * s_kpb
+    # phase 1 (int32 k_pos only, 4 bytes a slot): the span [i_first, i_last] of blocks that hold
+    # a visible key. Blocks outside it (past the live length of a cache allocated for a CUDA
+    # graph, before kv_start, outside the window) cost no K/V bytes and no compute.
+    i_first = tl.full((), CHUNK // BS, tl.int32)
+    i_last = tl.full((), -1, tl.int32)
+    if SKIP_EMPTY:
+        for i_blk in range(0, CHUNK // BS):
+            o_s = (i_s * CHUNK + i_blk * BS + tl.arange(0, BS)).to(tl.int64)
+            b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [BS]
+            b_any = tl.max(((b_kp >= b_lo) & (b_kp <= b_hi)).to(tl.int32), axis=0)
+            i_first = tl.minimum(i_first, tl.where(b_any > 0, i_blk, CHUNK // BS))
+            i_last = tl.maximum(i_last, tl.where(b_any > 0, i_blk, -1))
+    else:
+        i_first = i_first * 0
+        i_last = i_last * 0 + CHUNK // BS - 1
+    # phase 2: branch-free flash-decoding over the span, so the compiler can software-pipeline
+    # the loads; rows no query can see are masked out of the K/V loads (no bytes, zeros).
+    # The interpreter cannot take tensor loop bounds: there (DYN_SPAN=False) the loop covers
+    # every block and the span becomes a mask, so CPU tests still check the span is right.
+    if DYN_SPAN:
+        for i_blk in range(i_first, i_last + 1):
+            b_mi, b_li, b_acc = _dense_step(
+                b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
+                True, b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
+                D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
+    else:
+        for i_blk in range(0, CHUNK // BS):
+            b_mi, b_li, b_acc = _dense_step(
+                b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
+                (i_blk >= i_first) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
+                b_mi, b_li, b_acc, qk_scale, D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
+
+    # partials [B * Hkv, M, NS(, D)]: every split writes, even when it saw nothing
+    o_row = (i_bh * M + o_m).to(tl.int64) * NS + i_s
+    tl.store(m_part + o_row, b_mi, mask=m_m)
+    tl.store(l_part + o_row, b_li, mask=m_m)
+    p_acc = acc_part + o_row[:, None] * D + o_d[None, :]
+    tl.store(p_acc, b_acc, mask=m_m[:, None] & m_d[None, :])
+
+
+@triton.jit
+def _merge_kernel(
+    m_part, l_part, acc_part, out,
+    HQ: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, M: tl.constexpr, TG: tl.constexpr,
+    D: tl.constexpr, NS: tl.constexpr, BNS: tl.constexpr, BD: tl.constexpr,
+):
+    # one program per (group, row); group = (b, h) for dense, (b * Tq + t, h) for sparse decode;
+    # TG = queries per group (Tq for dense, 1 for sparse), so row r is query r // G, head r % G
+    i_gr = tl.program_id(0)
+    i_g, i_r = i_gr // M, i_gr % M
+    o_n = tl.arange(0, BNS)
+    o_d = tl.arange(0, BD)
+    m_n = o_n < NS
+    m_d = o_d < D
+    o_row = i_gr.to(tl.int64) * NS + o_n
+    b_m = tl.load(m_part + o_row, mask=m_n, other=NEG_INIT)  # [BNS]
+    b_l = tl.load(l_part + o_row, mask=m_n, other=0.)  # [BNS]
+    b_acc = tl.load(acc_part + o_row[:, None] * D + o_d[None, :],
+                    mask=m_n[:, None] & m_d[None, :], other=0.)  # [BNS, BD]
+    b_w = tl.exp2(b_m - tl.max(b_m, axis=0))  # [BNS]
+    b_l = tl.sum(b_w * b_l, axis=0)
+    b_o = tl.sum(b_w[:, None] * b_acc, axis=0)  # [BD]
+    b_o = tl.where(b_l > 0, b_o / tl.where(b_l > 0, b_l, 1.0), 0.)
+    # out is a fresh contiguous [B, Tq, Hq, D]
+    i_bt = (i_g // HKV) * TG + i_r // G
+    i_hq = (i_g % HKV) * G + i_r % G
+    p_o = out + (i_bt.to(tl.int64) * HQ + i_hq) * D + o_d
+    tl.store(p_o, b_o.to(out.dtype.element_ty), mask=m_d)
+
+
+_SM_COUNT: dict[int, int] = {}
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 2  # interpreter: keep grids tiny
+    i = device.index if device.index is not None else torch.cuda.current_device()
+    if i not in _SM_COUNT:
+        _SM_COUNT[i] = torch.cuda.get_device_properties(i).multi_processor_count
+    return _SM_COUNT[i]
+
+
+def split_plan(n_groups: int, S: int, block: int, device: torch.device,
+               max_splits: int = MAX_SPLITS) -> tuple[int, int]:
+    """(chunk, num_splits): slots per program and programs per group, aiming at ~4 programs/SM.
+
+    Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
+    """
+    n_blocks = triton.cdiv(S, block)
+    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
+    chunk = triton.cdiv(n_blocks, want) * block
+    return chunk, triton.cdiv(S, chunk)
+
+
+def interpreting() -> bool:
+    """Kernels run in Triton's CPU interpreter (read at import by triton.jit, as here)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def kernel_ok(*tensors: torch.Tensor | None) -> bool:
+    """True when Triton can run on these tensors (None skipped): CUDA, or CPU under
+    TRITON_INTERPRET=1."""
+    tensors = tuple(t for t in tensors if t is not None)
+    if all(t.is_cuda for t in tensors):
+        return True
+    return interpreting() and not any(t.is_cuda for t in tensors)
+
+
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def default_tiles(dtype: torch.dtype) -> tuple[int, int]:
+    """(slots per block, warps): (64, 4) for 16-bit inputs, (32, 8) for fp32.
+
+    From sm_90 compiles of the decode shape (G = 3, D = 128): 16-bit at ~106 registers/thread
+    lets 4 programs share an SM, matching the ~4 programs/SM grid of ``split_plan``; fp32 spills
+    at 4 warps. Tests force other tilings through the launchers' arguments. The interpreter
+    always takes 64-slot blocks: fewer, larger numpy steps."""
+    return (32, 8) if dtype == torch.float32 and not interpreting() else (64, 4)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    # fp32 inputs must not silently use tf32 (the fp32 tests hold 1e-4); ignored for bf16/fp16
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def merge_partials(m_part, l_part, acc_part, out, Hkv: int, G: int, M: int, TG: int, NS: int):
+    """Launch the merge: partials of ``m_part.numel() // (M * NS)`` groups -> out [B, Tq, Hq, D]."""
+    D = out.shape[-1]
+    n_rows = m_part.numel() // NS
+    _merge_kernel[(n_rows,)](
+        m_part, l_part, acc_part, out,
+        HQ=Hkv * G, HKV=Hkv, G=G, M=M, TG=TG, D=D, NS=NS,
+        BNS=triton.next_power_of_2(NS), BD=max(16, triton.next_power_of_2(D)),
+        num_warps=4 if NS <= 16 else 8,
+    )
+    return out
+
+
+def masked_sdpa(q, k, v, mask_fn, scale: float, query_chunk: int):
+    """SDPA over a boolean mask from ``mask_fn(start, stop) -> [B, C, S]``; rows that see no key
+    return zeros (the reference's rule). Differentiable; used for the cases the kernels skip."""
+    B, Tq, Hq, D = q.shape
+    G = Hq // k.shape[2]
+    kt = k.transpose(1, 2).repeat_interleave(G, dim=1)  # [B, Hq, S, D]
+    vt = v.transpose(1, 2).repeat_interleave(G, dim=1)
+    outs = []
+    for s in range(0, Tq, query_chunk):
+        m = mask_fn(s, min(Tq, s + query_chunk))  # [B, C, S]
+        seen = m.any(-1)  # [B, C]
+        # a fully masked row would give NaN (and NaN gradients); unmask it, then zero its output
+        m = m | ~seen[..., None]
+        o = torch.nn.functional.scaled_dot_product_attention(
+            q[:, s:s + query_chunk].transpose(1, 2), kt, vt, attn_mask=m[:, None], scale=scale)
+        o = o.transpose(1, 2)  # [B, C, Hq, D]
+        outs.append(torch.where(seen[:, :, None, None], o, torch.zeros((), dtype=o.dtype,
+                                                                         device=o.device)))
+    return torch.cat(outs, dim=1)
+
+
+def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk):
+    if q.is_cuda and k_pos is None:
+        return torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale,
+            enable_gqa=True).transpose(1, 2)
+    if q.is_cuda:
+        return masked_sdpa(
+            q, k, v, lambda s, e: naive.visible_mask(q_pos[:, s:e], k_pos, kv_start, window),
+            scale, query_chunk)
+    return naive.attention(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk)
+
+
+def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
+                     scale: float | None = None, block_s: int | None = None,
+                     chunk: int | None = None, skip_empty: bool = True,
+                     num_warps: int | None = None, num_stages: int = 2):
+    """The kernel launcher (no fallback). ``chunk`` (a multiple of ``block_s``) overrides the split
+    plan; tests use it to force several blocks per split."""
+    B, Tq, Hq, D = q.shape
+    S, Hkv = k.shape[1], k.shape[2]
+    if Hq % Hkv:
+        raise ValueError(f"Hq={Hq} must be a multiple of Hkv={Hkv}")
+    if k.shape != v.shape or k.shape[0] != B or k.shape[3] != D:
+        raise ValueError(f"k {tuple(k.shape)} / v {tuple(v.shape)} do not match q {tuple(q.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+    if (tuple(q_pos.shape) != (B, Tq) or tuple(kv_start.shape) != (B,)
+            or (k_pos is not None and tuple(k_pos.shape) != (B, S))):
+        raise ValueError("q_pos [B, Tq], k_pos [B, S] (or None), kv_start [B] expected")
+    G = Hq // Hkv
+    M = Tq * G
+    if M > MAX_ROWS:
+        raise ValueError(f"Tq * Hq / Hkv = {M} > {MAX_ROWS}: use attention(), which falls back")
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    BM = max(16, triton.next_power_of_2(M))
+    tiles = default_tiles(q.dtype)
+    block_s = tiles[0] if block_s is None else block_s
+    # more rows than one MMA tile (many queries per row) need more warps to stay unspilled
+    num_warps = (tiles[1] if BM <= 16 else 8) if num_warps is None else num_warps
+    out = torch.empty(B, Tq, Hq, D, dtype=q.dtype, device=q.device)
+    if S == 0:
+        return out.zero_()
+    if chunk is None:
+        chunk, NS = split_plan(B * Hkv, S, block_s, q.device)
+    else:
+        if chunk % block_s:
+            raise ValueError(f"chunk={chunk} must be a multiple of block_s={block_s}")
+        NS = triton.cdiv(S, chunk)
+        if NS > MAX_SPLITS:
+            raise ValueError(f"{NS} splits > {MAX_SPLITS}")
+    f32 = dict(dtype=torch.float32, device=q.device)
+    m_part = torch.empty(B * Hkv, M, NS, **f32)
+    l_part = torch.empty(B * Hkv, M, NS, **f32)
+    acc_part = torch.empty(B * Hkv, M, NS, D, **f32)
+    has_kpos = k_pos is not None
+    if not has_kpos:  # every row visible: the kernel never reads k_pos, q_pos or the window
+        k_pos, window = q_pos, None
+    _attn_split_kernel[(NS, B * Hkv)](
+        q, k, v, q_pos, k_pos, kv_start, m_part, l_part, acc_part,
+        *q.stride(), *k.stride(), *v.stride(), *q_pos.stride(),
+        *(k_pos.stride() if has_kpos else (0, 0)),
+        S, 0 if window is None else int(window), scale * LOG2E,
+        HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
+        BM=BM, BD=max(16, triton.next_power_of_2(D)),
+        HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
+        DYN_SPAN=not interpreting(),
+        DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps, num_stages=num_stages,
+    )
+    return merge_partials(m_part, l_part, acc_part, out, Hkv, G, M, Tq, NS)
+
+
+def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
+              scale: float | None = None, query_chunk: int = 256):
+    """Masked GQA attention; same arguments, shapes and result as ``naive.attention``.
+
+    q [B, Tq, Hq, D]; k, v [B, S, Hkv, D]; q_pos [B, Tq]; k_pos [B, S] (-1 empty); kv_start [B].
+    A key is visible iff kv_start <= k_pos <= q_pos, k_pos >= 0 and (with a window W)
+    k_pos > q_pos - W; a query with no visible key returns zeros. ``k_pos=None`` means every key
+    row is visible to every query (q_pos, kv_start and window are then not read).
+
+    Runs the split-K decode kernel when Tq * Hq / Hkv <= 64, no gradient is needed and the
+    tensors are on CUDA (or the Triton interpreter is on). Inputs fp32/bf16/fp16, fp32
+    accumulation, output in q's dtype; no host sync, so CUDA-graph capturable. Otherwise (autograd,
+    prefill/training sized Tq) it computes the same thing with masked SDPA on CUDA, or with
+    ``naive.attention`` on CPU. ``query_chunk`` only matters on those fallbacks.
+    """
+    G = q.shape[2] // k.shape[2]
+    if (q.shape[1] * G > MAX_ROWS or needs_grad(q, k, v)
+            or not kernel_ok(q, k, v, q_pos, k_pos, kv_start)):
+        scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk)
+    return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale)

@@ -1,0 +1,225 @@
+"""Split-K decode attention (Triton) vs the PyTorch reference.
+
+CPU: the Triton interpreter in fp32 on small awkward shapes (tolerance: clsa.testing, 1e-4 RMS).
+GPU (``-m gpu``): bf16 at the yoco-3b head shape, the 2x-of-PyTorch rule, CUDA-graph capture.
+"""
+
+import math
+
+import pytest
+import torch
+
+from clsa.ops.attention import naive
+from clsa.ops.attention import triton_decode as td
+from clsa.testing import assert_close
+
+SHAPES = [(4, 2), (3, 1), (2, 2)]  # (Hq, Hkv)
+
+
+def make_qkv(B, Tq, S, Hq, Hkv, D, dtype=torch.float32, device="cpu"):
+    q = torch.randn(B, Tq, Hq, D, dtype=dtype, device=device)
+    k = torch.randn(B, S, Hkv, D, dtype=dtype, device=device)
+    v = torch.randn(B, S, Hkv, D, dtype=dtype, device=device)
+    return q, k, v
+
+
+def mixed_positions(S):
+    """Three rows: mid-sequence with left padding, the last slot, and a query before kv_start
+    (sees nothing -> zeros)."""
+    q_pos = torch.tensor([[S // 2], [S - 1], [0]])
+    kv_start = torch.tensor([min(3, S // 2), 0, 1])
+    k_pos = torch.arange(S).expand(3, S).contiguous()
+    return q_pos, k_pos, kv_start
+
+
+@pytest.mark.parametrize("window", [None, 16])
+@pytest.mark.parametrize("D", [16, 64])
+@pytest.mark.parametrize("Hq,Hkv", SHAPES)
+@pytest.mark.parametrize("S", [1, 63, 200])
+def test_dense_decode_matches_reference(S, Hq, Hkv, D, window):
+    q, k, v = make_qkv(3, 1, S, Hq, Hkv, D)
+    q_pos, k_pos, kv_start = mixed_positions(S)
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, window)
+    ref = naive.attention(q, k, v, q_pos, k_pos, kv_start, window)
+    assert_close(out, ref)
+    assert (out[2] == 0).all()  # q_pos < kv_start: no visible key
+
+
+@pytest.mark.parametrize("window", [None, 7])
+@pytest.mark.parametrize("Hq,Hkv", SHAPES)
+def test_ring_buffer_k_pos(Hq, Hkv, window):
+    """Sliding-window ring: entries hold shuffled slots, some empty (-1), not monotonic."""
+    B, R, D = 2, 24, 16
+    q, k, v = make_qkv(B, 1, R, Hq, Hkv, D)
+    q_pos = torch.tensor([[40], [9]])  # row 1 has written only slots 0..9
+    k_pos = torch.full((B, R), -1, dtype=torch.int32)
+    for b in range(B):
+        p = int(q_pos[b, 0])
+        slots = torch.arange(max(0, p - R + 1), p + 1, dtype=torch.int32)
+        k_pos[b, slots.long() % R] = slots
+    k_pos = k_pos[:, torch.randperm(R)].contiguous()  # any order must do
+    kv_start = torch.tensor([2, 0])
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, window)
+    assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, window))
+
+
+@pytest.mark.parametrize("skip_empty", [True, False])
+def test_many_blocks_per_split_and_garbage_rows(skip_empty):
+    """chunk = 4 blocks of 32 per split; rows past the live length hold NaN and k_pos = -1: they
+    are never read (the reference sees finite data there), so the output stays finite and equal."""
+    B, S, Hq, Hkv, D = 2, 200, 4, 2, 16
+    q, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
+    live = torch.tensor([70, 181])
+    k_pos = torch.arange(S).expand(B, S).clone()
+    k_pos[k_pos >= live[:, None]] = -1
+    q_pos = (live - 1)[:, None]
+    kv_start = torch.tensor([5, 0])
+    ref = naive.attention(q, k, v, q_pos, k_pos, kv_start, None)
+    kg, vg = k.clone(), v.clone()
+    kg[k_pos < 0] = float("nan")
+    vg[k_pos < 0] = float("nan")
+    out = td.attention_decode(q, kg, vg, q_pos, k_pos, kv_start, None, block_s=32, chunk=128,
+                              skip_empty=skip_empty)
+    assert_close(out, ref)
+
+
+def test_small_tq_packs_queries_in_one_tile():
+    """Tq = 3 queries with their own q_pos (speculative decode) go through the kernel."""
+    B, S, Hq, Hkv, D = 2, 63, 4, 2, 16
+    q, k, v = make_qkv(B, 3, S, Hq, Hkv, D)
+    q_pos = torch.tensor([[60, 61, 62], [10, 30, 2]])
+    k_pos = torch.arange(S).expand(B, S).contiguous()
+    kv_start = torch.tensor([0, 5])
+    for window in (None, 9):
+        out = td.attention(q, k, v, q_pos, k_pos, kv_start, window)
+        ref = naive.attention(q, k, v, q_pos, k_pos, kv_start, window)
+        assert_close(out, ref)
+    assert (out[1, 2] == 0).all()
+
+
+def test_scale_and_strided_inputs():
+    """Non-contiguous q/k/v views (head-major cache transposed back) and an explicit scale."""
+    B, S, Hq, Hkv, D = 2, 63, 4, 2, 16
+    q = torch.randn(B, Hq, 1, D).transpose(1, 2)
+    k = torch.randn(B, Hkv, S, D).transpose(1, 2)
+    v = torch.randn(B, Hkv, S, D).transpose(1, 2)
+    q_pos, k_pos, kv_start = torch.tensor([[62], [40]]), torch.arange(S).expand(B, S), \
+        torch.tensor([0, 3])
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, None, 0.3)
+    assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, None, 0.3))
+
+
+@pytest.mark.parametrize("Hq,Hkv", [(4, 2), (3, 1)])
+def test_k_pos_none_means_every_row_visible(Hq, Hkv):
+    """k_pos=None: no mask at all (q_pos, kv_start and window are ignored, as in the reference)."""
+    B, S, D = 2, 200, 16
+    q, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
+    q_pos, kv_start = torch.tensor([[3], [150]]), torch.tensor([5, 1])
+    out = td.attention(q, k, v, q_pos, None, kv_start, 8)
+    assert_close(out, naive.attention(q, k, v, q_pos, None, kv_start, 8))
+    assert_close(out, naive.attention(q, k, v, torch.full((B, 1), S), torch.arange(S).expand(B, S),
+                                      torch.zeros(B, dtype=torch.long)))
+
+
+def test_fallbacks_prefill_and_autograd():
+    """Tq * G > 64 and autograd leave the kernel (CPU -> naive), results and gradients equal."""
+    B, S, Hq, Hkv, D = 1, 40, 4, 1, 16
+    q, k, v = make_qkv(B, S, S, Hq, Hkv, D)
+    pos = torch.arange(S)[None]
+    out = td.attention(q, k, v, pos, pos, torch.zeros(1, dtype=torch.long), 8)
+    assert_close(out, naive.attention(q, k, v, pos, pos, torch.zeros(1, dtype=torch.long), 8))
+    qg = q[:, :1].clone().requires_grad_()
+    start = torch.zeros(1, dtype=torch.long)
+    td.attention(qg, k, v, pos[:, :1] + S - 1, pos, start).sum().backward()
+    assert qg.grad is not None and torch.isfinite(qg.grad).all()
+
+
+def test_masked_sdpa_fallback_equals_reference():
+    """The CUDA fallback (masked SDPA, fully masked rows forced to zero) on CPU, with gradients."""
+    B, S, Hq, Hkv, D = 2, 30, 4, 2, 16
+    q, k, v = make_qkv(B, 5, S, Hq, Hkv, D)
+    q_pos = torch.tensor([[3, 10, 20, 29, 1], [29, 28, 27, 2, 0]])
+    k_pos = torch.arange(S).expand(B, S).contiguous()
+    kv_start = torch.tensor([2, 3])  # row 0 query 4 and row 1 queries 3, 4 see nothing
+    args = (q_pos, k_pos, kv_start, 6)
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    mask_fn = lambda s, e: naive.visible_mask(q_pos[:, s:e], k_pos, kv_start, 6)  # noqa: E731
+    out = td.masked_sdpa(*leaves, mask_fn, 1 / math.sqrt(D), query_chunk=2)
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref = naive.attention(*ref_leaves, *args)
+    assert_close(out, ref)
+    assert (out[1, 3:] == 0).all()
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    for a, b in zip(leaves, ref_leaves):
+        assert_close(a.grad, b.grad)
+
+
+# --------------------------------------------------------------------------------------- GPU
+def _lowp_attention(q, k, v, mask, scale):
+    """PyTorch in the input dtype (matmuls in bf16, softmax in fp32 then rounded): the error
+    budget of the 2x rule."""
+    G = q.shape[2] // k.shape[2]
+    kt = k.repeat_interleave(G, dim=2).transpose(1, 2)
+    vt = v.repeat_interleave(G, dim=2).transpose(1, 2)
+    s = torch.einsum("bhcd,bhsd->bhcs", q.transpose(1, 2), kt) * scale
+    s = s.float().masked_fill(~mask[:, None], float("-inf"))
+    p = torch.softmax(s, -1).nan_to_num(0.0).to(q.dtype)
+    return torch.einsum("bhcs,bhsd->bhcd", p, vt).transpose(1, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("window", [None, 4096])
+@pytest.mark.parametrize("B", [1, 4])
+def test_gpu_bf16_dense_decode(B, window):
+    S, Hq, Hkv, D = 32768, 24, 8, 128
+    q, k, v = make_qkv(B, 1, S, Hq, Hkv, D, torch.bfloat16, "cuda")
+    live = torch.tensor([S, 1000, 20000, 32000][:B], device="cuda")
+    k_pos = torch.arange(S, device="cuda").expand(B, S).clone()
+    k_pos[k_pos >= live[:, None]] = -1
+    q_pos = (live - 1)[:, None]
+    kv_start = torch.tensor([0, 7, 100, 0][:B], device="cuda")
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, window)
+    ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window)
+    mask = naive.visible_mask(q_pos, k_pos, kv_start, window)
+    assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
+
+
+@pytest.mark.gpu
+def test_gpu_fp32_and_fp16_decode():
+    B, S, Hq, Hkv, D = 2, 5000, 24, 8, 128
+    for dtype in (torch.float32, torch.float16):
+        q, k, v = make_qkv(B, 1, S, Hq, Hkv, D, dtype, "cuda")
+        q_pos = torch.tensor([[4999], [1234]], device="cuda")
+        k_pos = torch.arange(S, device="cuda").expand(B, S).contiguous()
+        kv_start = torch.tensor([0, 9], device="cuda")
+        out = td.attention(q, k, v, q_pos, k_pos, kv_start)
+        ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start)
+        if dtype == torch.float32:
+            assert_close(out, ref)
+        else:
+            mask = naive.visible_mask(q_pos, k_pos, kv_start, None)
+            assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_replay_follows_live_length():
+    """Captured once over the allocated S; replays with a new live length (k_pos, q_pos) match."""
+    B, S, Hq, Hkv, D = 1, 32768, 24, 8, 128
+    q, k, v = make_qkv(B, 1, S, Hq, Hkv, D, torch.bfloat16, "cuda")
+    k_pos = torch.full((B, S), -1, device="cuda")
+    q_pos = torch.zeros(B, 1, dtype=torch.long, device="cuda")
+    kv_start = torch.zeros(B, dtype=torch.long, device="cuda")
+    td.attention(q, k, v, q_pos, k_pos, kv_start)  # compile outside the capture
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = td.attention(q, k, v, q_pos, k_pos, kv_start)
+    for live in (1, 777, 30000):
+        k_pos.copy_(torch.where(torch.arange(S, device="cuda") < live,
+                                torch.arange(S, device="cuda"), -1).expand(B, S))
+        q_pos.fill_(live - 1)
+        g.replay()
+        ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start)
+        mask = naive.visible_mask(q_pos, k_pos, kv_start, None)
+        assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
