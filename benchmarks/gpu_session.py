@@ -52,6 +52,20 @@ def decode_bench():
     save(res, OUT, "decode_yoco3b")
 
 
+def modes_bench():
+    from clsa.bench.suite import ROWS, run_modes
+
+    def log(line):
+        print(line, flush=True)
+        with open(os.path.join(OUT, "modes_rows.jsonl"), "a") as f:
+            f.write(line + "\n")
+
+    names = os.environ.get("ROWS", "dense/torch,yoco/triton,yoco-dsa/triton,indexcache(G=4)/triton,clsa/torch,clsa/triton")
+    rows = [r for r in ROWS if r.name in names.split(",")]
+    res = run_modes("yoco-3b", [32768, 131072], rows, [32768, 131072], log=log)
+    dump("modes_yoco3b.json", res)
+
+
 if __name__ == "__main__":
     for part in sys.argv[1:]:
-        {"ops": ops_bench, "decode": decode_bench}[part]()
+        {"ops": ops_bench, "decode": decode_bench, "modes": modes_bench}[part]()

@@ -124,6 +124,43 @@ def run_decode(preset: str, contexts, batches, rows=ROWS, device="cuda", rep: in
     return res
 
 
+def run_modes(preset: str, contexts, rows, prefill_contexts, log=print) -> dict:
+    """Throughput, time to first token and measured cache memory of each row (GPU)."""
+    from clsa.bench.decode import build_model
+    from clsa.bench.modes import cache_memory, throughput, time_to_first_token
+
+    res = {"env": environment(), "preset": preset, "dtype": "bfloat16", "throughput": [], "prefill": [],
+           "memory": []}
+    for r in rows:
+        cfg = config_for(preset, r)
+        torch.manual_seed(0)
+        model = build_model(cfg, "cuda", torch.bfloat16)
+        for N in contexts:
+            t = {"row": r.name, "N": N, **throughput(model, r.backend, N, log)}
+            res["throughput"].append(t)
+            log(json.dumps(t))
+        if r.backend == "torch":
+            m = {"row": r.name, **cache_memory(model, 1, 131072)}
+            res["memory"].append(m)
+            log(json.dumps(m))
+        for N in prefill_contexts:
+            try:
+                p = {"row": r.name, "N": N, "ttft_ms": time_to_first_token(model, r.backend, N)}
+            except torch.OutOfMemoryError as e:
+                p = {"row": r.name, "N": N, "error": repr(e)[:300]}
+            res["prefill"].append(p)
+            log(json.dumps(p))
+        del model
+        gc.collect()
+        torch.cuda.empty_cache()
+    for key, field in (("throughput", "tokens_per_s"), ("prefill", "ttft_ms")):
+        for x in res[key]:
+            base = [y.get(field) for y in res[key] if y["row"] == "dense/torch" and y["N"] == x["N"]]
+            if base and base[0] and x.get(field):
+                x["ratio_vs_dense_stock"] = (x[field] / base[0]) if key == "throughput" else (base[0] / x[field])
+    return res
+
+
 def _cpu_time(model, backend, B, N, reps: int = 3) -> float:
     from clsa.bench.decode import decode_step_fn
 

@@ -91,5 +91,6 @@ class Block(nn.Module):
         self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
 
     def forward(self, x, *args, **kwargs):
-        x = x + self.attn(self.attn_norm(x), *args, **kwargs)
-        return x + self.ffn(self.ffn_norm(x))
+        a = self.attn(self.attn_norm(x), *args, **kwargs)
+        h, x = self.ffn_norm(a, residual=x)  # x + a and its norm in one pass
+        return x + self.ffn(h)

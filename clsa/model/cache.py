@@ -83,6 +83,13 @@ class RingKV:
 
     def update(self, k, v, q_pos):
         B, T = k.shape[:2]
+        if T == 1:  # decode: write the token first, then the ring itself is the whole window
+            ring = q_pos[0].long() % self.window
+            self.k.index_copy_(1, ring, k.to(self.k.dtype))
+            self.v.index_copy_(1, ring, v.to(self.v.dtype))
+            self.pos.index_copy_(0, ring, q_pos[0].long())
+            # entries after q_pos are stale (a step re-run at an earlier position): mask them
+            return self.k, self.v, self.pos.expand(B, -1)
         k_all = torch.cat((self.k, k.to(self.k.dtype)), 1)
         v_all = torch.cat((self.v, v.to(self.v.dtype)), 1)
         # Entries at or after the first new slot are stale: a step re-run at the same position

@@ -7,7 +7,6 @@ which differs from its cache slot under left padding).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -17,8 +16,12 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x):
-        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
+    def forward(self, x, residual=None):
+        """normed(x + residual); with a residual, returns (normed, x + residual): one fused pass."""
+        from clsa import ops
+
+        out, summed = ops.rms_norm(x, self.weight, self.eps, residual)
+        return out if residual is None else (out, summed)
 
 
 class SwiGLU(nn.Module):
@@ -30,8 +33,9 @@ class SwiGLU(nn.Module):
         self.down_proj = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x):
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        from clsa import ops
+
+        return self.down_proj(ops.silu_mul(self.gate_up_proj(x)))
 
 
 def rotary_tables(positions, dim: int, theta: float):

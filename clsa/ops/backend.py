@@ -19,6 +19,7 @@ import os
 
 from clsa.ops.attention import naive as _attn
 from clsa.ops.indexer_topk import naive as _idx
+from clsa.ops.norm import naive as _norm
 from clsa.ops.rotary import naive as _rot
 from clsa.ops.sparse_attention import naive as _sparse
 
@@ -36,6 +37,8 @@ _OPS = {
                                              "triton": "clsa.ops.indexer_topk.triton_topk"}),
     "indexer_topk": (_idx.indexer_topk, {"torch": "clsa.ops.indexer_topk.stock",
                                          "triton": "clsa.ops.indexer_topk.triton_topk"}),
+    "rms_norm": (_norm.rms_norm, {"torch": "clsa.ops.norm.stock", "triton": "clsa.ops.norm.triton_norm"}),
+    "silu_mul": (_norm.silu_mul, {"torch": "clsa.ops.norm.stock", "triton": "clsa.ops.norm.triton_norm"}),
     "rotary": (_rot.rotary, {"torch": "clsa.ops.rotary.naive", "triton": "clsa.ops.rotary.triton_rotary"}),
 }
 
@@ -96,3 +99,11 @@ def indexer_topk(*args, **kwargs):
 
 def rotary(*args, **kwargs):
     return _resolve("rotary")(*args, **kwargs)
+
+
+def rms_norm(*args, **kwargs):
+    return _resolve("rms_norm")(*args, **kwargs)
+
+
+def silu_mul(*args, **kwargs):
+    return _resolve("silu_mul")(*args, **kwargs)

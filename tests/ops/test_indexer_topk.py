@@ -113,8 +113,8 @@ def test_topk_all_equal_scores():
     _check_selection(idx, scores, _visible(q_pos, kv_start, 500), 64)
 
 
-@pytest.mark.parametrize("programs", [None, 3])
-def test_topk_separated_scores(programs):
+@pytest.mark.parametrize("chunk,block", [(None, None), (128, 128)])
+def test_topk_separated_scores(chunk, block):
     # the k winners sit in a few high bins far above the rest: pass 0 settles the threshold
     # (its bin is taken whole) and the later passes are skipped
     B, S, top_k = 2, 1000, 40
@@ -124,8 +124,7 @@ def test_topk_separated_scores(programs):
     win = torch.stack([torch.randperm(S)[:top_k] for _ in range(B)])
     k[torch.arange(B)[:, None], win, 0] = 64 + 60 * torch.rand(B, top_k)
     q_pos, kv_start = torch.full((B, 1), S - 1), torch.zeros(B, dtype=torch.long)
-    idx = tt.topk_launch(q, k, None, q_pos, kv_start, top_k, scale=1.0, programs=programs,
-                         chunk=128, block=128)
+    idx = tt.topk_launch(q, k, None, q_pos, kv_start, top_k, scale=1.0, chunk=chunk, block=block)
     assert torch.equal(_sorted_rows(idx, S), win.sort(-1).values.int()[:, None])
     assert torch.equal(_sorted_rows(idx, S),
                        naive.indexer_topk(q, k, None, q_pos, kv_start, top_k, scale=1.0))
@@ -160,7 +159,7 @@ def test_topk_many_programs_and_chunks(ints):
     # a live range that starts and ends inside a chunk
     q, k, w, q_pos, kv_start = _inputs(2, 1, 1000, 3, 16, True, ints=ints)
     kv_start[0] = 37
-    idx = tt.topk_launch(q, k, w, q_pos, kv_start, 90, "relu", chunk=64, block=128, programs=3)
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, 90, "relu", block_s=16, chunk=64, block=128)
     scores = naive.indexer_scores(q, k, w, q_pos, kv_start, "relu")
     _check_selection(idx, scores, _visible(q_pos, kv_start, 1000), 90)
     if not ints:

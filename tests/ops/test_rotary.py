@@ -31,3 +31,4 @@ def test_rotary_kernel_bf16_on_gpu():
     cos, sin = rotary_tables(torch.randint(0, 10**5, (4, 1), device="cuda"), 128, 640000.0)
     ref = naive.rotary(x.float(), cos, sin)
     assert_close(triton_rotary.rotary(x, cos, sin), ref, low_precision=naive.rotary(x, cos, sin))
+

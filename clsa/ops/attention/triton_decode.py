@@ -302,6 +302,9 @@ def masked_sdpa(q, k, v, mask_fn, scale: float, query_chunk: int):
 
 
 def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk):
+    if q.is_cuda and not needs_grad(q, k, v):  # prefill: stock SDPA (flash when plainly causal)
+        from clsa.ops.attention import stock
+        return stock.attention(q, k, v, q_pos, k_pos, kv_start, window, scale, max(query_chunk, 1024))
     if q.is_cuda and k_pos is None:
         return torch.nn.functional.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale,

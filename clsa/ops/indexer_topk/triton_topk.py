@@ -1,5 +1,5 @@
 """Indexer scoring and top-k selection in Triton (same API as ``naive.py``): score every live slot
-once, radix-select the k-th largest score per query, then compact the winners.
+once, radix-select the k-th largest score per query with 8-bit digits, then compact the winners.
 
 Shape legend
     q        [B, Tq, Hi, Di]   indexer queries (Hi indexer heads), fp32 / bf16 / fp16
@@ -9,14 +9,19 @@ Shape legend
     scores   [B, Tq, S] fp32   -inf where the slot is not visible (kv_start <= s <= q_pos visible)
     idx      [B, Tq, K] int32  selected slots, valid first (in no particular order), -1 after
 
-One "row" is one query (r = b * Tq + t). The top-k path runs four kernels on grids (B * Tq, P),
-P programs per row, each walking its row's live chunks [kv_start, q_pos] cyclically:
-    1. ``_score_hist_kernel``  scores -> fp32 scratch, histogram of key bits 31..21 (atomics)
-    2. ``_refine_kernel``      threshold bin of pass 0, histogram of bits 20..10 inside it
-    3. ``_refine_kernel``      threshold bin of pass 1, histogram of bits 9..0 inside it
-    4. ``_select_kernel``      exact threshold key T: writes every slot > T, ties == T until K
-A row with at most K visible slots skips 1-3 (all visible slots are selected, scores unneeded).
-No host sync, scratch from ``torch.empty`` / ``torch.zeros`` per call: a CUDA graph can capture it.
+One "row" is one query (r = b * Tq + t). The top-k path is three launches, each on a grid
+(B * Tq, chunks of the row), after one memset of a small per-row workspace:
+    1. ``_score_hist_kernel``  streams its chunk's keys once (pipelined tiles), writes fp32 scores,
+                               and adds its 256-bin histogram of key bits 31..24 to the row's
+    2. ``_bin_kernel``         finds the row's threshold bin b1; writes every slot above it, and
+                               histograms bits 23..16 of the slots inside it
+    3. ``_gather_kernel``      finds the threshold bin b2 inside b1; writes every slot above it,
+                               gathers the slots inside it as candidates; the row's last program
+                               resolves the remaining 16 bits over the candidates alone
+A row with at most K visible slots skips 1 and 3 (2 writes its visible slots and the -1 padding).
+Histograms are summed with one atomic per non-empty bin per program and output positions are
+claimed with one atomic per program: no per-element global atomics. No host sync; scratch comes
+from ``torch.empty`` / ``torch.zeros`` per call, so a CUDA graph can capture it.
 The math and the design are in README.md.
 
 Falls back to the naive reference for: more than ``MAX_TQ`` queries per sequence (prefill,
@@ -37,19 +42,16 @@ from clsa.ops.indexer_topk import naive
 
 MAX_TQ = 16
 
-# Radix digits of the 32-bit sortable key: (bits, shift) of passes 0, 1, 2.
-_BITS0, _SHIFT0, _NB0 = tl.constexpr(11), tl.constexpr(21), tl.constexpr(2048)
-_BITS1, _SHIFT1, _NB1 = tl.constexpr(11), tl.constexpr(10), tl.constexpr(2048)
-_BITS2, _NB2 = tl.constexpr(10), tl.constexpr(1024)
 # Per-row int32 workspace, zeroed once per call:
-#   hist0 [2048] | hist1 [2048] | hist2 [1024] | cnt [2] (> T, == T) | state0 [3] | state1 [3]
-# state j = (prefix resolved by pass j, how many of its bin are still to take, bin fully taken)
-_OFF_H1 = tl.constexpr(2048)
-_OFF_H2 = tl.constexpr(4096)
-_OFF_CNT = tl.constexpr(5120)
-_OFF_ST0 = tl.constexpr(5122)
-_OFF_ST1 = tl.constexpr(5125)
-_WS = 5128
+#   hist of key bits 31..24 [256] | hist of bits 23..16 inside bin b1 [256] | 3 counters
+_OFF_H1 = tl.constexpr(256)
+_OFF_WIN = tl.constexpr(512)   # slots written to the output so far (certain winners)
+_OFF_CAND = tl.constexpr(513)  # candidates gathered (slots inside bin b2)
+_OFF_DONE = tl.constexpr(514)  # gather programs finished
+_WS = 520
+# Candidates kept per row for the last step; a row whose bin b2 holds more (massive ties) is
+# resolved from its full score row instead (correct, slower).
+DEFAULT_CAP = 16384
 
 _SM_COUNT: dict[int, int] = {}
 
@@ -72,19 +74,25 @@ def _sortable_key(b_s):
 
 
 @triton.jit
-def _threshold_bin(p_hist, prefix, need, BITS: tl.constexpr, NB: tl.constexpr):
-    """The bin of the ``need``-th largest digit in a histogram of keys that share ``prefix``.
-
-    Returns the prefix extended by that bin, how many keys of the bin must still be taken, and
-    the bin's count. Needs ``need <= sum(hist)``; then 1 <= taken <= count.
-    """
-    o_b = tl.arange(0, NB)
-    b_h = tl.load(p_hist + o_b)  # [NB]
-    b_ge = tl.sum(b_h, 0) - tl.cumsum(b_h, 0) + b_h  # [NB] keys with digit >= b
+def _pick_bin(b_h, need):
+    """The bin of the ``need``-th largest key in a 256-bin histogram ``b_h`` (needs
+    1 <= need <= sum): (bin, keys in higher bins, keys in the bin)."""
+    o_b = tl.arange(0, 256)
+    b_ge = tl.sum(b_h, 0) - tl.cumsum(b_h, 0) + b_h  # [256] keys with digit >= b
     i_bin = tl.max(tl.where(b_ge >= need, o_b, -1), 0)
     n_gt = tl.sum(tl.where(o_b > i_bin, b_h, 0), 0)
     n_bin = tl.sum(tl.where(o_b == i_bin, b_h, 0), 0)
-    return (prefix << BITS) | i_bin.to(tl.uint32), need - n_gt, n_bin
+    return i_bin, n_gt, n_bin
+
+
+@triton.jit
+def _claim(p_cnt, m):
+    """Output positions of the set lanes of ``m``: a base claimed from the counter ``*p_cnt`` with
+    one atomic for the whole tile, plus the lane's rank."""
+    b_rank = tl.cumsum(m.to(tl.int32), 0)  # [BLOCK]
+    n = tl.sum(m.to(tl.int32), 0)
+    base = tl.atomic_add(p_cnt, n, mask=n > 0, sem="relaxed")
+    return base + b_rank - 1
 
 
 @triton.jit
@@ -95,7 +103,7 @@ def _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d):
 
 @triton.jit
 def _tile_scores(b_k, b_q, b_w, RELU: tl.constexpr, IEEE: tl.constexpr):
-    """Scores of BS slots: sum_h w_h * f(q_h . k_s), the scale folded into w."""
+    """Scores of BS slots: sum_h w_h * f(q_h . k), the scale folded into w."""
     if IEEE:
         b_dot = tl.dot(b_k.to(tl.float32), b_q, input_precision="tf32x3")  # [BS, HP]
     else:
@@ -149,163 +157,198 @@ def _scores_kernel(q, k, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, S
 @triton.jit
 def _score_hist_kernel(q, k, w, q_pos, kv_start, s, ws, scale, stride_kb, stride_ks, S, Tq, TOPK,
                        HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
-                       BS: tl.constexpr, CHUNK: tl.constexpr, WS: tl.constexpr,
-                       RELU: tl.constexpr, IEEE: tl.constexpr, HAS_W: tl.constexpr):
-    """Pass 0: live scores -> s [R, S] and the histogram of key bits 31..21 -> hist0."""
-    i_r, i_p = tl.program_id(0), tl.program_id(1)
-    n_p = tl.num_programs(1)
+                       BS: tl.constexpr, CHUNK: tl.constexpr, HB: tl.constexpr,
+                       WS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
+                       HAS_W: tl.constexpr):
+    """Pass 1, grid (B * Tq, cdiv(S, CHUNK)): the chunk's live scores -> s, and the histogram of
+    their key bits 31..24 added to the row's."""
+    i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
-    if hi - lo <= TOPK:
-        return  # every visible slot is selected; the select kernel writes them
-    # this program's chunks: c0 + j * n_p for j < n_mine (all below cdiv(hi, CHUNK))
-    c0 = lo // CHUNK + i_p
-    n_mine = tl.maximum(tl.cdiv(hi, CHUNK) - c0 + n_p - 1, 0) // n_p
-    NSUB: tl.constexpr = CHUNK // BS
-    n_it = n_mine * NSUB
-
+    o_0 = i_c * CHUNK
+    # rows with at most K visible slots select all of them (pass 2 writes those); chunks with no
+    # visible slot never touch their keys (a CUDA graph may be captured with a large S)
+    if (hi - lo <= TOPK) | (o_0 >= hi) | (o_0 + CHUNK <= lo):
+        return
     o_d = tl.arange(0, DP)
     m_d = o_d < DI
     b_q, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE)
     k_row = k + (i_r // Tq).to(tl.int64) * stride_kb
     s_row = s + i_r.to(tl.int64) * S
-    # One flat loop over (chunk, sub-block). While loops are not software-pipelined, so the next
-    # key tile is loaded by hand before the current one is scored (two tiles in flight).
-    it = 0
-    o_s = c0 * CHUNK + tl.arange(0, BS)
-    m_s = (o_s >= lo) & (o_s < hi) & (it < n_it)
-    b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)  # [BS, DP]
-    while it < n_it:
-        it += 1
-        o_n = (c0 + (it // NSUB) * n_p) * CHUNK + (it % NSUB) * BS + tl.arange(0, BS)
-        m_n = (o_n >= lo) & (o_n < hi) & (it < n_it)
-        b_kn = _load_keys(k_row, o_n, m_n, stride_ks, o_d, m_d)  # [BS, DP]
-        tl.store(s_row + o_s, _tile_scores(b_k, b_q, b_w, RELU, IEEE), mask=m_s)
-        o_s, m_s, b_k = o_n, m_n, b_kn
-    # Histogram the scores as stored, re-read in a plain 1D layout: the counts then agree
-    # bit-for-bit with what later passes read, and tl.histogram never sees the dot's layout.
-    tl.debug_barrier()
-    b_hist = tl.zeros([_NB0], dtype=tl.int32)
-    j = 0
-    while j < n_mine:
-        o_c = (c0 + j * n_p) * CHUNK + tl.arange(0, CHUNK)
-        m_c = (o_c >= lo) & (o_c < hi)
-        b_key = _sortable_key(tl.load(s_row + o_c, mask=m_c, other=0., cache_modifier=".cg"))
-        b_hist += tl.histogram((b_key >> _SHIFT0).to(tl.int32), _NB0, mask=m_c)
-        j += 1
-    o_b = tl.arange(0, _NB0)
-    # scores cluster in few bins: only non-empty bins cost an atomic
-    tl.atomic_add(ws + i_r.to(tl.int64) * WS + o_b, b_hist, mask=b_hist > 0, sem="relaxed")
-
-
-@triton.jit
-def _refine_kernel(s, q_pos, kv_start, ws, S, Tq, TOPK, BLOCK: tl.constexpr, WS: tl.constexpr,
-                   PASS: tl.constexpr):
-    """Pass 1 or 2: resolve the previous pass's threshold bin, histogram the next digit in it."""
-    i_r, i_p = tl.program_id(0), tl.program_id(1)
-    n_p = tl.num_programs(1)
-    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
-    if hi - lo <= TOPK:
-        return
-    p_ws = ws + i_r.to(tl.int64) * WS
-    # every program derives the same threshold from the finished histogram; program 0 records it
-    if PASS == 1:
-        prefix, need, n_bin = _threshold_bin(p_ws, tl.full([], 0, tl.uint32), TOPK, _BITS0, _NB0)
-        SHIFT_IN: tl.constexpr = _SHIFT0
-        SHIFT_OUT: tl.constexpr = _SHIFT1
-        NB_OUT: tl.constexpr = _NB1
-        OFF_ST: tl.constexpr = _OFF_ST0
-        OFF_H: tl.constexpr = _OFF_H1
-    else:
-        if tl.load(p_ws + _OFF_ST0 + 2) != 0:
-            return  # pass 0's bin is taken whole: nothing left to resolve
-        prefix = tl.load(p_ws + _OFF_ST0).to(tl.uint32, bitcast=True)
-        need = tl.load(p_ws + _OFF_ST0 + 1)
-        prefix, need, n_bin = _threshold_bin(p_ws + _OFF_H1, prefix, need, _BITS1, _NB1)
-        SHIFT_IN: tl.constexpr = _SHIFT1
-        SHIFT_OUT: tl.constexpr = 0
-        NB_OUT: tl.constexpr = _NB2
-        OFF_ST: tl.constexpr = _OFF_ST1
-        OFF_H: tl.constexpr = _OFF_H2
-    done = n_bin == need
-    if i_p == 0:
-        tl.store(p_ws + OFF_ST, prefix.to(tl.int32, bitcast=True))
-        tl.store(p_ws + OFF_ST + 1, need)
-        tl.store(p_ws + OFF_ST + 2, done.to(tl.int32))
-    if done:
-        return
-    c1 = tl.cdiv(hi, BLOCK)
-    s_row = s + i_r.to(tl.int64) * S
-    b_hist = tl.zeros([NB_OUT], dtype=tl.int32)
-    c = lo // BLOCK + i_p
-    while c < c1:
-        o_s = c * BLOCK + tl.arange(0, BLOCK)
+    # a compile-time trip count: Triton software-pipelines the key loads (num_stages in flight)
+    for i_t in range(0, CHUNK // BS):
+        o_s = o_0 + i_t * BS + tl.arange(0, BS)
         m_s = (o_s >= lo) & (o_s < hi)
-        b_key = _sortable_key(tl.load(s_row + o_s, mask=m_s, other=0.))
-        m_in = m_s & ((b_key >> SHIFT_IN) == prefix)
-        b_dig = ((b_key >> SHIFT_OUT) & (NB_OUT - 1)).to(tl.int32)
-        b_hist += tl.histogram(b_dig, NB_OUT, mask=m_in)
-        c += n_p
-    o_b = tl.arange(0, NB_OUT)
-    tl.atomic_add(p_ws + OFF_H + o_b, b_hist, mask=b_hist > 0, sem="relaxed")
+        b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)  # [BS, DP]
+        tl.store(s_row + o_s, _tile_scores(b_k, b_q, b_w, RELU, IEEE), mask=m_s)
+    # Histogram the scores as stored, re-read in a plain 1D layout: the counts then agree
+    # bit-for-bit with what passes 2 and 3 read, and tl.histogram never sees the dot's layout.
+    tl.debug_barrier()
+    b_hist = tl.zeros([256], dtype=tl.int32)
+    for i_h in range(0, CHUNK // HB):
+        o_s = o_0 + i_h * HB + tl.arange(0, HB)
+        m_s = (o_s >= lo) & (o_s < hi)
+        b_key = _sortable_key(tl.load(s_row + o_s, mask=m_s, other=0.))  # [HB]
+        b_hist += tl.histogram((b_key >> 24).to(tl.int32), 256, mask=m_s)
+    # scores cluster in a few bins: only non-empty bins cost an atomic
+    tl.atomic_add(ws + i_r.to(tl.int64) * WS + tl.arange(0, 256), b_hist, mask=b_hist > 0,
+                  sem="relaxed")
 
 
 @triton.jit
-def _select_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
-                   WS: tl.constexpr):
-    """Write the row's selection: slots with key > T at [0, K - need), ties at [K - need, K)."""
-    i_r, i_p = tl.program_id(0), tl.program_id(1)
-    n_p = tl.num_programs(1)
+def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
+                WS: tl.constexpr):
+    """Pass 2, grid (B * Tq, cdiv(S, BLOCK)). Rows with at most K visible slots: write them and
+    the -1 padding. Other rows: threshold bin b1 of bits 31..24; slots above it go straight to the
+    output, and the bits 23..16 of the slots inside it are histogrammed (unless b1 is taken whole).
+    """
+    i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     p_out = out + i_r.to(tl.int64) * TOPK
-    c1 = tl.cdiv(hi, BLOCK)
-    if i_p == 0:
-        j = tl.minimum(hi - lo, TOPK)
-        while j < TOPK:
-            o_k = j + tl.arange(0, BLOCK)
-            tl.store(p_out + o_k, tl.full([BLOCK], -1, tl.int32), mask=o_k < TOPK)
-            j += BLOCK
+    o_s = i_c * BLOCK + tl.arange(0, BLOCK)
+    m_s = (o_s >= lo) & (o_s < hi)
     if hi - lo <= TOPK:
-        # everything visible is selected, in ascending order
-        c = lo // BLOCK + i_p
-        while c < c1:
-            o_s = c * BLOCK + tl.arange(0, BLOCK)
-            tl.store(p_out + (o_s - lo), o_s, mask=(o_s >= lo) & (o_s < hi))
-            c += n_p
+        # everything visible is selected, in ascending order; program 0 pads
+        tl.store(p_out + (o_s - lo), o_s, mask=m_s)
+        if i_c == 0:
+            j = hi - lo
+            while j < TOPK:
+                o_k = j + tl.arange(0, BLOCK)
+                tl.store(p_out + o_k, tl.full([BLOCK], -1, tl.int32), mask=o_k < TOPK)
+                j += BLOCK
+        return
+    if (i_c * BLOCK >= hi) | (i_c * BLOCK + BLOCK <= lo):
         return
     p_ws = ws + i_r.to(tl.int64) * WS
-    # T = the exact threshold key, compared on its top (32 - shift) bits
-    prefix = tl.load(p_ws + _OFF_ST0).to(tl.uint32, bitcast=True)
-    need = tl.load(p_ws + _OFF_ST0 + 1)
-    shift = tl.full([], _SHIFT0, tl.int32)
-    if tl.load(p_ws + _OFF_ST0 + 2) == 0:
-        prefix = tl.load(p_ws + _OFF_ST1).to(tl.uint32, bitcast=True)
-        need = tl.load(p_ws + _OFF_ST1 + 1)
-        shift = tl.full([], _SHIFT1, tl.int32)
-        if tl.load(p_ws + _OFF_ST1 + 2) == 0:
-            prefix, need, _ = _threshold_bin(p_ws + _OFF_H2, prefix, need, _BITS2, _NB2)
-            shift = tl.full([], 0, tl.int32)
-    n_gt = TOPK - need
+    b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
+    need1 = TOPK - n_gt1
     s_row = s + i_r.to(tl.int64) * S
-    c = lo // BLOCK + i_p
-    while c < c1:
-        o_s = c * BLOCK + tl.arange(0, BLOCK)
-        m_s = (o_s >= lo) & (o_s < hi)
-        b_top = _sortable_key(tl.load(s_row + o_s, mask=m_s, other=0.)) >> shift.to(tl.uint32)
-        m_gt = m_s & (b_top > prefix)
-        m_eq = m_s & (b_top == prefix)
-        n_blk = tl.sum(m_gt.to(tl.int32), 0)
-        if n_blk > 0:
-            base = tl.atomic_add(p_ws + _OFF_CNT, n_blk)
-            o_k = base + tl.cumsum(m_gt.to(tl.int32), 0) - 1
-            # (o_k < n_gt holds by construction; the mask only guards memory if counts broke)
-            tl.store(p_out + o_k, o_s, mask=m_gt & (o_k < n_gt))
-        n_blk = tl.sum(m_eq.to(tl.int32), 0)
-        if n_blk > 0:
-            # ties at the threshold: the first ``need`` to claim a place win
-            base = tl.atomic_add(p_ws + _OFF_CNT + 1, n_blk)
-            o_k = base + tl.cumsum(m_eq.to(tl.int32), 0) - 1
-            tl.store(p_out + n_gt + o_k, o_s, mask=m_eq & (o_k < need))
-        c += n_p
+    b_key = _sortable_key(tl.load(s_row + o_s, mask=m_s, other=0.))  # [BLOCK]
+    b_top = (b_key >> 24).to(tl.int32)
+    m_in = m_s & (b_top == b1)
+    # need1 == cnt1: the whole bin is selected and the row is done after this pass
+    m_win = m_s & (b_top > b1) | (m_in & (need1 == cnt1))
+    o_k = _claim(p_ws + _OFF_WIN, m_win)
+    tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
+    if (need1 < cnt1) & (tl.sum(m_in.to(tl.int32), 0) > 0):
+        b_hist = tl.histogram(((b_key >> 16) & 0xFF).to(tl.int32), 256, mask=m_in)
+        tl.atomic_add(p_ws + _OFF_H1 + tl.arange(0, 256), b_hist, mask=b_hist > 0,
+                      sem="relaxed")
+
+
+@triton.jit
+def _items(s_row, c_s, c_i, lo, n, i0, from_row, prefix, FB: tl.constexpr):
+    """Items [i0, i0 + FB) of the last step's list: the candidates, or the whole visible row when
+    they did not fit. Returns keys, slots and which items are in the list and in bin ``prefix``
+    (key bits 31..16)."""
+    o_i = i0 + tl.arange(0, FB)
+    m_i = o_i < n
+    if from_row:
+        b_s = tl.load(s_row + lo + o_i, mask=m_i, other=0.)
+        b_slot = lo + o_i
+    else:
+        # written by other programs of this launch: read through L2 (.cg), never a stale L1
+        b_s = tl.load(c_s + o_i, mask=m_i, other=0., cache_modifier=".cg")
+        b_slot = tl.load(c_i + o_i, mask=m_i, other=0, cache_modifier=".cg")
+    b_key = _sortable_key(b_s)  # [FB]
+    return b_key, b_slot, m_i & ((b_key >> 16) == prefix)
+
+
+@triton.jit
+def _emit(p_out, b_slot, m_win, m_tie, run_w, run_t, n_win, need):
+    """Write winners at p_out[run_w...] and the first ``need`` ties after all ``n_win`` winners."""
+    r_w = run_w + tl.cumsum(m_win.to(tl.int32), 0)
+    tl.store(p_out + r_w - 1, b_slot, mask=m_win)
+    r_t = run_t + tl.cumsum(m_tie.to(tl.int32), 0)
+    tl.store(p_out + n_win + r_t - 1, b_slot, mask=m_tie & (r_t <= need))
+    return run_w + tl.sum(m_win.to(tl.int32), 0), run_t + tl.sum(m_tie.to(tl.int32), 0)
+
+
+@triton.jit
+def _resolve(s_row, c_s, c_i, p_out, lo, n, from_row, prefix2, need2, cnt2, FB: tl.constexpr):
+    """One program: write the ``need2`` largest of the ``cnt2`` items of bin ``prefix2`` (key bits
+    31..16) to p_out[0:need2]. Radix passes over key bits 15..8 and 7..0 narrow the threshold
+    (stopping early once a bin is taken whole); then one pass writes every item above the final
+    bin and the first ``need`` items inside it. The first FB items stay in registers throughout.
+    """
+    b_key0, b_slot0, m_0 = _items(s_row, c_s, c_i, lo, n, 0, from_row, prefix2, FB)
+    prefix = prefix2
+    shift = tl.full([], 16, tl.int32)
+    need = need2
+    cnt = cnt2
+    while (shift > 0) & (need < cnt):
+        sh = (shift - 8).to(tl.uint32)
+        m_b = m_0 & ((b_key0 >> shift.to(tl.uint32)) == prefix)
+        b_hist = tl.histogram(((b_key0 >> sh) & 0xFF).to(tl.int32), 256, mask=m_b)
+        i0 = FB
+        while i0 < n:
+            b_key, b_slot, m_i = _items(s_row, c_s, c_i, lo, n, i0, from_row, prefix2, FB)
+            m_b = m_i & ((b_key >> shift.to(tl.uint32)) == prefix)
+            b_hist += tl.histogram(((b_key >> sh) & 0xFF).to(tl.int32), 256, mask=m_b)
+            i0 += FB
+        i_bin, n_gt, n_bin = _pick_bin(b_hist, need)
+        prefix = (prefix << 8) | i_bin.to(tl.uint32)
+        shift = shift - 8
+        need = need - n_gt
+        cnt = n_bin
+    n_win = need2 - need
+    b_top = b_key0 >> shift.to(tl.uint32)
+    run_w, run_t = _emit(p_out, b_slot0, m_0 & (b_top > prefix), m_0 & (b_top == prefix),
+                         0, 0, n_win, need)
+    i0 = FB
+    while i0 < n:
+        b_key, b_slot, m_i = _items(s_row, c_s, c_i, lo, n, i0, from_row, prefix2, FB)
+        b_top = b_key >> shift.to(tl.uint32)
+        run_w, run_t = _emit(p_out, b_slot, m_i & (b_top > prefix), m_i & (b_top == prefix),
+                             run_w, run_t, n_win, need)
+        i0 += FB
+
+
+@triton.jit
+def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP,
+                   BLOCK: tl.constexpr, FB: tl.constexpr, WS: tl.constexpr):
+    """Pass 3, grid (B * Tq, cdiv(S, BLOCK)): threshold bin b2 of bits 23..16 inside b1; slots of
+    b1 above it go to the output, slots inside it to the candidate list. The row's last program
+    to finish then resolves the remaining 16 bits (``_resolve``)."""
+    i_r, i_c = tl.program_id(0), tl.program_id(1)
+    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
+    c_lo = lo // BLOCK
+    c_hi = tl.cdiv(hi, BLOCK)
+    if (hi - lo <= TOPK) | (i_c < c_lo) | (i_c >= c_hi):
+        return
+    p_ws = ws + i_r.to(tl.int64) * WS
+    b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
+    need1 = TOPK - n_gt1
+    if need1 == cnt1:
+        return  # pass 2 took the whole bin b1
+    b2, n_gt2, cnt2 = _pick_bin(tl.load(p_ws + _OFF_H1 + tl.arange(0, 256)), need1)
+    need2 = need1 - n_gt2
+    prefix2 = (b1.to(tl.uint32) << 8) | b2.to(tl.uint32)
+    p_out = out + i_r.to(tl.int64) * TOPK
+    s_row = s + i_r.to(tl.int64) * S
+    o_s = i_c * BLOCK + tl.arange(0, BLOCK)
+    m_s = (o_s >= lo) & (o_s < hi)
+    b_s = tl.load(s_row + o_s, mask=m_s, other=0.)  # [BLOCK]
+    b_key = _sortable_key(b_s)
+    b_hi = b_key >> 16
+    m_in = m_s & (b_hi == prefix2)
+    m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2) | (m_in & (need2 == cnt2))
+    o_k = _claim(p_ws + _OFF_WIN, m_win)
+    tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
+    if need2 < cnt2:
+        from_row = cnt2 > CAP
+        if cnt2 <= CAP:
+            o_c = _claim(p_ws + _OFF_CAND, m_in)
+            p_c = i_r.to(tl.int64) * CAP + o_c
+            tl.store(cand_s + p_c, b_s, mask=m_in & (o_c < CAP))
+            tl.store(cand_i + p_c, o_s, mask=m_in & (o_c < CAP))
+        # last program of the row: every candidate of the row is written (the barrier orders
+        # this program's stores before its release; the acquire orders the others' before ours)
+        tl.debug_barrier()
+        n_done = tl.atomic_add(p_ws + _OFF_DONE, 1, sem="acq_rel")
+        if n_done == c_hi - c_lo - 1:
+            n_src = tl.where(from_row, hi - lo, cnt2)
+            _resolve(s_row, cand_s + i_r.to(tl.int64) * CAP, cand_i + i_r.to(tl.int64) * CAP,
+                     p_out + (TOPK - need2), lo, n_src, from_row, prefix2, need2, cnt2, FB)
 
 
 def _num_sms(device: torch.device) -> int:
@@ -338,14 +381,36 @@ def _prepare(q, k, w, q_pos, kv_start, scoring, scale):
 
 
 def _key_tile(meta) -> tuple[int, int]:
-    """(slots per key tile, warps) for the scoring kernels: the largest tile that compiles for
-    sm_90 without register spills (checked with ptxas: fp32 tiles are twice the bytes, and 64
-    heads need a [BS, 64] fp32 accumulator)."""
+    """(slots per tile, warps) of ``_scores_kernel``: the largest tile that compiles for sm_90
+    without register spills (fp32 tiles are twice the bytes; 64 heads need a [BS, 64] fp32
+    accumulator)."""
     if meta["IEEE"]:
         return 64, 8
     if meta["HP"] >= 64:
         return 64, 4
     return (128 if meta["DP"] >= 128 else 256), 8
+
+
+def topk_config(meta: dict, R: int, S: int, device: torch.device) -> dict:
+    """Default tiling of the top-k path for R rows of S slots.
+
+    ``block_s`` slots x Di per key tile (one tile 32 KB in 16-bit: 3 stages in flight leave room
+    for two programs per SM), ``chunk`` slots per pass-1 program (the smallest power of 2 from 512
+    that still gives every SM two programs, at most 4096), ``block`` slots per pass-2/3 program,
+    ``cap`` candidates kept per row. ``bench.sweep()`` times the alternatives on the GPU.
+    """
+    if device.type != "cuda":
+        # the interpreter runs one program at a time: small tiles keep tests fast
+        return dict(block_s=32, chunk=128, block=256, num_warps=4, num_stages=1, cap=DEFAULT_CAP)
+    if meta["IEEE"] or meta["HP"] >= 64:
+        block_s = 64
+    else:
+        block_s = 128 if meta["DP"] >= 128 else 256
+    chunk = 4096
+    while chunk > 512 and R * triton.cdiv(S, chunk) < 2 * _num_sms(device):
+        chunk //= 2
+    return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024, num_warps=4,
+                num_stages=3, cap=DEFAULT_CAP)
 
 
 def _kernel_path(q, k, w, q_pos, kv_start) -> bool:
@@ -387,12 +452,14 @@ def indexer_topk(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
 
 
 def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
-                scale: float | None = None, chunk: int | None = None, block: int = 1024,
-                programs: int | None = None):
-    """The four launches of the top-k path. ``chunk`` (slots per pass-0 step, a multiple of the
-    key tile; default max(256, tile)), ``block`` (slots per later-pass step) and ``programs``
-    (per row) let tests force many programs and chunks on small rows; by default each kernel
-    gets about two programs per SM, whatever the batch.
+                scale: float | None = None, *, block_s: int | None = None,
+                chunk: int | None = None, block: int | None = None, num_warps: int | None = None,
+                num_stages: int | None = None, cap: int | None = None):
+    """The three launches of the top-k path. Each keyword overrides one field of
+    ``topk_config``: ``block_s`` (slots per key tile), ``chunk`` (slots per pass-1 program, a
+    multiple of ``block_s``), ``num_warps`` / ``num_stages`` (pass 1), ``block`` (slots per
+    pass-2/3 program) and ``cap`` (candidates kept per row; fewer forces the full-row path).
+    All sizes but ``cap`` are powers of 2. Tests use them to force many programs per row.
     """
     B, Tq = q.shape[:2]
     S = k.shape[1]
@@ -403,22 +470,25 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
     if S == 0:
         return out.fill_(-1)
     q, k, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring, scale)
-    bs, warps = _key_tile(meta)
-    chunk = chunk or max(256, bs)
-    bs = min(bs, chunk)
-    if chunk & (chunk - 1) or block & (block - 1) or chunk < 16:
-        raise ValueError(f"chunk ({chunk}) and block ({block}) must be powers of 2, chunk >= 16")
-    want = max(1, triton.cdiv(2 * _num_sms(q.device), R))
-    p0 = programs or min(triton.cdiv(S, chunk), want)
-    p1 = programs or min(triton.cdiv(S, block), want)
+    cfg = topk_config(meta, R, S, q.device)
+    for key, val in dict(block_s=block_s, chunk=chunk, block=block, num_warps=num_warps,
+                         num_stages=num_stages, cap=cap).items():
+        if val is not None:
+            cfg[key] = val
+    bs, chunk, block = cfg["block_s"], cfg["chunk"], cfg["block"]
+    if any(x & (x - 1) or x < 16 for x in (bs, chunk, block)) or chunk < bs or cfg["cap"] < 1:
+        raise ValueError(f"block_s, chunk, block must be powers of 2 >= 16 with chunk >= block_s, "
+                         f"cap >= 1; got {cfg}")
     s = torch.empty(R, S, dtype=torch.float32, device=q.device)  # only live slots get written
     ws = torch.zeros(R, _WS, dtype=torch.int32, device=q.device)
-    _score_hist_kernel[(R, p0)](
+    cand_s = torch.empty(R, cfg["cap"], dtype=torch.float32, device=q.device)
+    cand_i = torch.empty(R, cfg["cap"], dtype=torch.int32, device=q.device)
+    _score_hist_kernel[(R, triton.cdiv(S, chunk))](
         q, k, q if w is None else w, q_pos, kv_start, s, ws, scale, k.stride(0), k.stride(1),
-        S, Tq, top_k, BS=bs, CHUNK=chunk, WS=_WS, num_warps=warps, **meta)
-    for pass_ in (1, 2):
-        _refine_kernel[(R, p1)](s, q_pos, kv_start, ws, S, Tq, top_k, BLOCK=block, WS=_WS,
-                                PASS=pass_, num_warps=8)
-    _select_kernel[(R, p1)](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS,
-                            num_warps=8)
+        S, Tq, top_k, BS=bs, CHUNK=chunk, HB=min(chunk, 1024), WS=_WS,
+        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **meta)
+    grid = (R, triton.cdiv(S, block))
+    _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS, num_warps=4)
+    _gather_kernel[grid](s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, top_k, cfg["cap"],
+                         BLOCK=block, FB=min(block, 1024), WS=_WS, num_warps=4)
     return out
