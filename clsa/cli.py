@@ -56,10 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--context", type=int, default=131072, help="context for the per-sequence column")
     info.set_defaults(func=cmd_info)
     demo = sub.add_parser("demo", help="the main job on embedded defaults (see clsa/demo.py)")
-    demo.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    demo.add_argument("--context", type=int, default=512)
-    demo.add_argument("--new-tokens", type=int, default=32)
+    demo.add_argument("--out", default="runs/demo", help="output folder (reruns resume)")
+    demo.add_argument("--steps", type=int, default=None, help="pretraining steps (default 120 CPU, 1500 GPU)")
+    demo.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    demo.add_argument("--eval-n", type=int, default=10, help="needle samples per model")
     demo.set_defaults(func=lambda a: __import__("clsa.demo", fromlist=["main"]).main(a))
+    from clsa.train.cli import register as register_train
+    from clsa.eval.cli import register as register_eval
+    register_train(sub)  # train, distill
+    register_eval(sub)  # eval, analyze routing
+    from clsa.bench.cli import register as register_bench
+    register_bench(sub)  # bench
     return p
 
 

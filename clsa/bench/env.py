@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import platform
 import subprocess
 
@@ -10,6 +11,10 @@ import torch
 
 
 def git_commit() -> str:
+    """HEAD (with -dirty for uncommitted changes); CLSA_COMMIT overrides it on machines that get a
+    copy of the tree without .git (the lent GPU)."""
+    if os.environ.get("CLSA_COMMIT"):
+        return os.environ["CLSA_COMMIT"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,

@@ -23,6 +23,8 @@ MARGIN = 4 << 30  # activations, scratch, graph pools
 
 def _free_bytes() -> int:
     gc.collect()
+    if not torch.cuda.is_available():
+        return 0
     torch.cuda.empty_cache()
     return torch.cuda.mem_get_info()[0]
 
@@ -35,6 +37,10 @@ def max_batch(config, context: int, cap: int = 512) -> int:
 def throughput(model, backend: str, context: int, log=print) -> dict:
     from clsa.bench.decode import time_step
 
+    if model.device.type != "cuda":  # --quick on CPU: a fixed small batch, wall-clock timing
+        from clsa.bench.suite import _cpu_time
+        ms = _cpu_time(model, backend, 2, context)
+        return {"B": 2, "step_ms": ms, "tokens_per_s": 2 / (ms * 1e-3)}
     B = max_batch(model.config, context)
     if B == 0:
         return {"B": 0, "reason": "not even one sequence fits"}
@@ -51,19 +57,37 @@ def throughput(model, backend: str, context: int, log=print) -> dict:
 def cache_memory(model, batch: int, context: int) -> dict:
     from clsa.engine import Decoder
 
-    before = torch.cuda.memory_allocated()
+    _free_bytes()  # collect graph pools of earlier timings first
+    gpu = model.device.type == "cuda"
+    before = torch.cuda.memory_allocated() if gpu else 0
     dec = Decoder(model, batch, context, cuda_graph=False)
-    measured = torch.cuda.memory_allocated() - before
+    if gpu:
+        measured = torch.cuda.memory_allocated() - before
+    else:  # the bytes of every buffer the cache allocated
+        c = dec.cache
+        bufs = [t for layer in c.layers for t in (layer.k, layer.v)]
+        bufs = [b.buf if hasattr(b, "buf") else b for b in bufs]
+        if c.shared is not None:
+            bufs += [c.shared.k.buf, c.shared.v.buf] + [b.buf for b in c.index_keys.values()]
+        measured = sum(b.numel() * b.element_size() for b in bufs)
+    elem = next(model.parameters()).element_size()
     del dec
     return {"B": batch, "N": context, "measured_bytes": measured,
-            "computed_bytes": batch * cache_report(model.config, 2).per_sequence(context)}
+            "computed_bytes": batch * cache_report(model.config, elem).per_sequence(context)}
 
 
 @torch.no_grad()
 def time_to_first_token(model, backend: str, context: int, reps: int = 2) -> float:
     from clsa.engine import Decoder
 
-    ids = torch.randint(0, model.config.vocab_size, (1, context), device="cuda")
+    ids = torch.randint(0, model.config.vocab_size, (1, context), device=model.device)
+    if model.device.type != "cuda":
+        import time
+        with ops.use_backend(backend):
+            Decoder(model, 1, context + 1, cuda_graph=False).prefill(ids)  # warm-up
+            t = time.perf_counter()
+            Decoder(model, 1, context + 1, cuda_graph=False).prefill(ids)
+            return (time.perf_counter() - t) * 1e3
     times = []
     chunk = model.config.self_decoder_chunk
     # dense: the whole prompt in one flash-causal pass (its best stock path); YOCO: the

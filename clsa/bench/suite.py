@@ -124,23 +124,32 @@ def run_decode(preset: str, contexts, batches, rows=ROWS, device="cuda", rep: in
     return res
 
 
-def run_modes(preset: str, contexts, rows, prefill_contexts, log=print) -> dict:
-    """Throughput, time to first token and measured cache memory of each row (GPU)."""
+def run_modes(preset: str, contexts, rows, prefill_contexts, log=print, device="cuda",
+              memory_context: int = 131072) -> dict:
+    """Throughput, time to first token and measured cache memory of each row."""
     from clsa.bench.decode import build_model
     from clsa.bench.modes import cache_memory, throughput, time_to_first_token
 
-    res = {"env": environment(), "preset": preset, "dtype": "bfloat16", "throughput": [], "prefill": [],
-           "memory": []}
+    on_gpu = device == "cuda"
+    dtype = torch.bfloat16 if on_gpu else torch.float32
+    res = {"env": environment(), "preset": preset, "dtype": str(dtype).replace("torch.", ""),
+           "throughput": [], "prefill": [], "memory": []}
     for r in rows:
         cfg = config_for(preset, r)
         torch.manual_seed(0)
-        model = build_model(cfg, "cuda", torch.bfloat16)
+        model = build_model(cfg, device, dtype)
         for N in contexts:
-            t = {"row": r.name, "N": N, **throughput(model, r.backend, N, log)}
+            try:
+                t = {"row": r.name, "N": N, **throughput(model, r.backend, N, log)}
+            except Exception as e:  # record and go on
+                t = {"row": r.name, "N": N, "error": repr(e)[:300]}
             res["throughput"].append(t)
             log(json.dumps(t))
-        if r.backend == "torch":
-            m = {"row": r.name, **cache_memory(model, 1, 131072)}
+        if r.backend == "torch" or r.variant == "clsa":
+            try:
+                m = {"row": r.name, **cache_memory(model, 1, memory_context)}
+            except Exception as e:
+                m = {"row": r.name, "error": repr(e)[:300]}
             res["memory"].append(m)
             log(json.dumps(m))
         for N in prefill_contexts:
@@ -152,7 +161,8 @@ def run_modes(preset: str, contexts, rows, prefill_contexts, log=print) -> dict:
             log(json.dumps(p))
         del model
         gc.collect()
-        torch.cuda.empty_cache()
+        if on_gpu:
+            torch.cuda.empty_cache()
     for key, field in (("throughput", "tokens_per_s"), ("prefill", "ttft_ms")):
         for x in res[key]:
             base = [y.get(field) for y in res[key] if y["row"] == "dense/torch" and y["N"] == x["N"]]
@@ -214,11 +224,42 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def modes_markdown(res: dict) -> str:
+    env = res["env"]
+    out = [f"# Throughput, prefill and memory ({res['preset']}, {res['dtype']})", "",
+           f"{env.get('device')} | torch {env['torch']} | triton {env.get('triton')} | commit {env['commit']} | "
+           f"{env['date']}", "", "## Throughput at the largest batch that fits", "",
+           "| row | N | max batch | step ms | tokens/s | vs dense stock |", "|---|---|---|---|---|---|"]
+    f = lambda v, p=2: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    for t in res["throughput"]:
+        out.append(f"| {t['row']} | {t['N']} | {t.get('B', '-')} | {f(t.get('step_ms'), 3)} | "
+                   f"{f(t.get('tokens_per_s'), 0)} | {f(t.get('ratio_vs_dense_stock'))} |"
+                   + (f" {t['error']} |" if "error" in t else ""))
+    out += ["", "## Time to first token (one prompt)", "", "| row | N | TTFT ms | dense stock / this |",
+            "|---|---|---|---|"]
+    for p in res["prefill"]:
+        out.append(f"| {p['row']} | {p['N']} | {f(p.get('ttft_ms'), 1)} | {f(p.get('ratio_vs_dense_stock'))} |")
+    out += ["", "## Cache memory of one sequence", "", "| row | N | measured bytes | computed bytes |",
+            "|---|---|---|---|"]
+    for m in res["memory"]:
+        out.append(f"| {m['row']} | {m.get('N', '-')} | {m.get('measured_bytes', '-'):,} | "
+                   f"{m.get('computed_bytes', '-'):,} |" if "error" not in m else f"| {m['row']} | error |")
+    return "\n".join(out) + "\n"
+
+
 def save(res: dict, out_dir: str, stem: str) -> str:
+    """JSON + Markdown + PNG for a decode result (``rows``) or a modes result (``throughput``)."""
+    from clsa.bench.plots import decode_plot, modes_plot
+
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, stem)
     with open(path + ".json", "w") as f:
         json.dump(res, f, indent=1)
+    decode = "rows" in res
     with open(path + ".md", "w") as f:
-        f.write(markdown(res))
+        f.write(markdown(res) if decode else modes_markdown(res))
+    if decode and res["rows"]:
+        decode_plot(res, path + ".png")
+    elif not decode and (res["throughput"] or res["prefill"]):
+        modes_plot(res, path + ".png")
     return path

@@ -105,7 +105,7 @@ def test_topk_ties(scoring, top_k):
 
 
 def test_topk_all_equal_scores():
-    # every visible score identical: all three radix passes land in one bin, k ties are taken
+    # every visible score identical: all four radix digits land in one bin, k ties are taken
     q, k, w, q_pos, kv_start = _inputs(2, 1, 500, 1, 16, False)
     k = torch.ones_like(k)
     idx = tt.indexer_topk(q, k, w, q_pos, kv_start, 64)
@@ -115,8 +115,8 @@ def test_topk_all_equal_scores():
 
 @pytest.mark.parametrize("chunk,block", [(None, None), (128, 128)])
 def test_topk_separated_scores(chunk, block):
-    # the k winners sit in a few high bins far above the rest: pass 0 settles the threshold
-    # (its bin is taken whole) and the later passes are skipped
+    # the k winners share one bin of key bits 31..24 ([32, 128)) far above the rest: pass 2 takes
+    # that bin whole and pass 3 has nothing to do
     B, S, top_k = 2, 1000, 40
     q = torch.zeros(B, 1, 1, 16)
     q[..., 0] = 1.0
@@ -165,6 +165,94 @@ def test_topk_many_programs_and_chunks(ints):
     if not ints:
         ref = naive.indexer_topk(q, k, w, q_pos, kv_start, 90, "relu")
         assert torch.equal(_sorted_rows(idx, 1000), ref)
+
+
+def _exact_scores(vals):
+    """q, k with q . k == vals exactly (scale 1): vals [B, S] -> a decode query per row."""
+    B, S = vals.shape
+    q = torch.zeros(B, 1, 1, 16)
+    q[..., 0] = 1.0
+    k = torch.randn(B, S, 16)
+    k[..., 0] = vals
+    return q, k, torch.full((B, 1), S - 1), torch.zeros(B, dtype=torch.long)
+
+
+def test_topk_second_digit_bin_taken_whole():
+    # winners at 1.5 + i / 1024: eight per bin of key bits 23..16 (width 1 / 128), losers in
+    # [1, 1.25): the threshold bin of pass 3 holds exactly the winners still needed
+    S, top_k = 600, 64
+    vals = 1.0 + 0.25 * torch.rand(2, S)
+    win = torch.stack([torch.randperm(S)[:top_k] for _ in range(2)])
+    vals[torch.arange(2)[:, None], win] = 1.5 + torch.arange(top_k).float() / 1024
+    q, k, q_pos, kv_start = _exact_scores(vals)
+    idx = tt.topk_launch(q, k, None, q_pos, kv_start, top_k, scale=1.0, chunk=64, block=64)
+    assert torch.equal(_sorted_rows(idx, S), win.sort(-1).values.int()[:, None])
+
+
+@pytest.mark.parametrize("cap", [None, 1, 150])
+def test_topk_long_candidate_list(cap):
+    # 300 scores 8 ulp apart inside one bin of bits 31..16, 100 of them selected: the last step
+    # runs two radix passes over a list longer than its 32-item block. cap=1: the list overflows
+    # and the last step reads the whole row instead; cap=150: exactly too short by half
+    S, top_k = 1000, 100
+    vals = 0.5 * torch.rand(2, S)
+    pos = torch.stack([torch.randperm(S)[:300] for _ in range(2)])
+    vals[torch.arange(2)[:, None], pos] = 1.5 + torch.randperm(300).float() * 2.0 ** -20
+    q, k, q_pos, kv_start = _exact_scores(vals)
+    q_pos[0] = 900  # a row that ends inside a block
+    idx = tt.topk_launch(q, k, None, q_pos, kv_start, top_k, scale=1.0, block_s=16, chunk=64,
+                         block=32, cap=cap)
+    assert torch.equal(_sorted_rows(idx, S),
+                       naive.indexer_topk(q, k, None, q_pos, kv_start, top_k, scale=1.0))
+
+
+@pytest.mark.parametrize("equal", [False, True])
+def test_topk_candidate_overflow_reads_full_row(equal):
+    # cap=2: the threshold bin of the long rows overflows the candidate list, and the threshold
+    # sits inside a tie (integer data, or every score equal) spanning many blocks of the row
+    q, k, w, q_pos, kv_start = _inputs(3, 1, 700, 1, 16, False, ints=True)
+    if equal:
+        k = torch.ones_like(k)
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, 45, scale=1.0, chunk=64, block=64, cap=2)
+    scores = naive.indexer_scores(q, k, w, q_pos, kv_start, scale=1.0)
+    _check_selection(idx, scores, _visible(q_pos, kv_start, 700), 45)
+
+
+@pytest.mark.parametrize("S,block_s,chunk,block", [(777, 16, 64, 32), (777, 32, 256, 128),
+                                                   (1000, 16, 16, 256)])
+def test_topk_chunks_not_multiple_of_blocks(S, block_s, chunk, block):
+    # S, kv_start and q_pos fall inside tiles, chunks and blocks; pass 1 and passes 2/3 split the
+    # row differently
+    q, k, w, q_pos, kv_start = _inputs(3, 2, S, 2, 24, True)
+    kv_start[0], q_pos[0] = 5, torch.tensor([S - 3, 300])
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, 77, "relu", block_s=block_s, chunk=chunk,
+                         block=block)
+    ref = naive.indexer_topk(q, k, w, q_pos, kv_start, 77, "relu")
+    assert torch.equal(_sorted_rows(idx, S), ref)
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_topk_single_slot(top_k):
+    # S = 1: row 0 sees its one slot, row 1 sees nothing (kv_start past q_pos)
+    q, k, w, _, _ = _inputs(2, 1, 1, 1, 16, False)
+    q_pos, kv_start = torch.zeros(2, 1, dtype=torch.long), torch.tensor([0, 1])
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, top_k)
+    want = torch.full((2, 1, top_k), -1, dtype=torch.int32)
+    want[0, 0, 0] = 0
+    assert torch.equal(idx, want)
+
+
+def test_topk_mixed_rows_one_invisible():
+    # per row: nothing visible, fewer visible slots than k, and two long rows of different length
+    S, top_k = 900, 60
+    q, k, w, _, _ = _inputs(4, 1, S, 1, 16, False)
+    q_pos = torch.tensor([[100], [130], [512], [S - 1]])
+    kv_start = torch.tensor([101, 90, 7, 0])
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, top_k, chunk=64, block=128)
+    assert (idx[0] == -1).all() and (idx[1, 0, :41] >= 0).all() and (idx[1, 0, 41:] == -1).all()
+    assert torch.equal(_sorted_rows(idx, S), naive.indexer_topk(q, k, w, q_pos, kv_start, top_k))
+    _check_selection(idx, naive.indexer_scores(q, k, w, q_pos, kv_start),
+                     _visible(q_pos, kv_start, S), top_k)
 
 
 def test_many_queries_fall_back_to_reference():
@@ -245,3 +333,20 @@ def test_gpu_topk_replays_in_cuda_graph():
     eager = tt.indexer_topk(q, k, w, q_pos, kv_start, K)
     scores = naive.indexer_scores(q.float(), k.float(), w, q_pos, kv_start)
     _check_selection_gpu(idx, eager, scores, _visible(q_pos, kv_start, S), K)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dist,cap", [("offset", None), ("ties", None), ("randn", 1)])
+def test_gpu_candidate_paths(dist, cap):
+    # offset: scores 45 +- 0.25, thousands of candidates gathered by hundreds of programs for the
+    # last one to resolve; ties: the candidate list overflows and the full-row path runs;
+    # randn with cap=1: the full-row path on ordinary data
+    from clsa.ops.indexer_topk.bench import _inputs as bench_inputs
+    S, K = 131072, 2048
+    q, k, w, q_pos, kv_start = bench_inputs(4, S, 1, 128, torch.bfloat16, dist)
+    q_pos[1] = S // 3
+    idx = tt.topk_launch(q, k, w, q_pos, kv_start, K, cap=cap)
+    qf, kf = q.float(), k.float()
+    ref = naive.indexer_topk(qf, kf, w, q_pos, kv_start, K)
+    scores = naive.indexer_scores(qf, kf, w, q_pos, kv_start)
+    _check_selection_gpu(idx, ref, scores, _visible(q_pos, kv_start, S), K)

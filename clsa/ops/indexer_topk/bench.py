@@ -1,22 +1,74 @@
-"""GPU timing of the indexer top-k: the Triton path against stock PyTorch (bmm + torch.topk).
+"""GPU timing of the indexer top-k: the Triton path against stock PyTorch (bmm + torch.topk), a
+sweep of the Triton tilings, and an sm_90 compile report that needs no GPU.
 
     python -c "from clsa.ops.indexer_topk.bench import bench_indexer_topk as b; print(b(1))"
-    python -c "from clsa.ops.indexer_topk.bench import bench_indexer_topk as b; print(b(8))"
+    python -m clsa.ops.indexer_topk.bench --out $OUT/indexer_topk.json      # GPU: defaults + sweep
+    python -m clsa.ops.indexer_topk.bench --compile-only                    # CPU: ptxas registers
 
-Needs a CUDA GPU; tests never call it. Decode shape: one query per sequence, every sequence at
-q_pos = S - 1. Before timing, the Triton selection is checked against the stock one (sum of the
-selected fp32 scores, which tolerates swaps among near-tied threshold scores); a failing check
-raises instead of reporting a speed.
+Decode shape: one query per sequence, every sequence at q_pos = S - 1. Before timing, the Triton
+selection is checked (right count, unique, in range, and a sum of selected fp32 scores no smaller
+than torch.topk's on the same keys, which tolerates swaps among near-tied threshold scores); a
+failing check raises instead of reporting a speed.
+
+``dist`` picks the score distribution: "randn" (keys N(0, 1)), "offset" (every key shares a big
+component along the query: scores 45 +- 0.25, so thousands of slots share the finest radix bins
+and the last step works on a long candidate list), "ties" (three distinct scores: the threshold tie
+holds a quarter of the row, more than the candidate list, so the slow full-row path runs).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
+import os
+import re
+import subprocess
+import tempfile
+import time
+import traceback
 
 import torch
 import triton
 
 from clsa.ops.indexer_topk import triton_topk
+
+# Tilings timed by ``sweep``: pass-1 key tile (block_s x Di), warps, pipeline stages, slots per
+# pass-1 program; then the pass-2/3 block. ``{}`` is the default of ``triton_topk.topk_config``.
+SWEEP_CONFIGS = [
+    {},
+    dict(block_s=128, num_warps=4, num_stages=3, chunk=512),
+    dict(block_s=128, num_warps=4, num_stages=3, chunk=1024),
+    dict(block_s=128, num_warps=4, num_stages=3, chunk=2048),
+    dict(block_s=128, num_warps=4, num_stages=3, chunk=4096),
+    dict(block_s=128, num_warps=4, num_stages=4, chunk=1024),
+    dict(block_s=128, num_warps=4, num_stages=4, chunk=4096),
+    dict(block_s=128, num_warps=8, num_stages=3, chunk=2048),
+    dict(block_s=256, num_warps=8, num_stages=3, chunk=1024),
+    dict(block_s=256, num_warps=8, num_stages=3, chunk=4096),
+    dict(block_s=64, num_warps=4, num_stages=4, chunk=1024),
+    dict(block=512),
+    dict(block=2048),
+]
+
+
+def _inputs(B, S, Hi, Di, dtype, dist, device="cuda"):
+    gen = torch.Generator(device=device).manual_seed(0)
+    q = torch.randn(B, 1, Hi, Di, device=device, generator=gen)
+    if dist == "randn":
+        keys = torch.randn(B, S, Di, device=device, generator=gen)
+    elif dist == "offset":
+        keys = 0.25 * torch.randn(B, S, Di, device=device, generator=gen) + 4 * q[:, :, 0]
+    elif dist == "ties":
+        q = torch.ones_like(q)
+        keys = torch.zeros(B, S, Di, device=device)
+        keys[..., :2] = torch.randint(0, 2, (B, S, 2), device=device, generator=gen).float()
+    else:
+        raise ValueError(f"dist must be randn, offset or ties, got {dist!r}")
+    w = torch.rand(B, 1, Hi, device=device, generator=gen) if Hi > 1 else None
+    q_pos = torch.full((B, 1), S - 1, dtype=torch.long, device=device)
+    kv_start = torch.zeros(B, dtype=torch.long, device=device)
+    return q.to(dtype), keys.to(dtype), w, q_pos, kv_start
 
 
 def _stock(q, k, w, top_k):
@@ -27,44 +79,216 @@ def _stock(q, k, w, top_k):
     return s.topk(top_k, dim=-1).indices
 
 
+def check_selection(idx, q, keys, w, top_k) -> None:
+    """Raise unless ``idx`` [B, 1, K] is a valid top-k of the fp32 scores (decode, all visible)."""
+    B, _, Hi, Di = q.shape
+    S = keys.shape[1]
+    idx = idx.view(B, top_k).long()
+    if not ((idx >= 0) & (idx < S)).all():
+        raise RuntimeError("Triton top-k returned an index out of range (or -1 on a full row)")
+    if not (idx.sort(-1).values.diff(dim=-1) > 0).all():
+        raise RuntimeError("Triton top-k selected a slot twice")
+    scores = torch.bmm(q.view(B, Hi, Di).float(), keys.float().transpose(1, 2))  # [B, Hi, S]
+    scores = scores[:, 0] if w is None else (scores.relu() * w.view(B, Hi, 1)).sum(1)
+    got = scores.gather(1, idx).sum(-1)
+    want = scores.gather(1, _stock(q, keys, w, top_k)).sum(-1)
+    if not (got >= want - 1e-5 * want.abs() - 1e-3).all():
+        raise RuntimeError(f"Triton top-k selection differs from torch.topk: {got} vs {want}")
+
+
+def kernel_times(fn, iters: int = 20) -> dict:
+    """Mean device microseconds per call of every kernel ``fn`` launches (torch.profiler)."""
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+    out = {}
+    for e in prof.key_averages():
+        t = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        if t:
+            out[e.key[:60]] = round(t / iters, 2)
+    return out
+
+
 def bench_indexer_topk(B: int, S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
-                       dtype: torch.dtype = torch.bfloat16, graph: bool = True) -> dict:
+                       dtype: torch.dtype = torch.bfloat16, graph: bool = True, *,
+                       eager: bool = True, stock: bool = True, dist: str = "randn",
+                       profile: bool = False, **launch) -> dict:
     """Median microseconds: ``triton_us`` / ``stock_us`` (plain launches, ``do_bench``) and, with
     ``graph``, ``triton_graph_us`` / ``stock_graph_us`` (CUDA-graph replays, no launch gaps).
-    ``key_read_GBps`` is the key cache bytes over the Triton time (the floor is one read)."""
-    dev = "cuda"
-    gen = torch.Generator(device=dev).manual_seed(0)
-    q = torch.randn(B, 1, Hi, Di, device=dev, generator=gen).to(dtype)
-    keys = torch.randn(B, S, Di, device=dev, generator=gen).to(dtype)
-    w = torch.rand(B, 1, Hi, device=dev, generator=gen) if Hi > 1 else None
+    ``key_read_GBps`` is the key cache bytes over the best Triton time (the floor is one read).
+    ``launch`` overrides the tiling (``triton_topk.topk_launch`` keywords); ``profile`` adds the
+    per-kernel device times."""
+    q, keys, w, q_pos, kv_start = _inputs(B, S, Hi, Di, dtype, dist)
     scoring = "dot" if w is None else "relu"
-    q_pos = torch.full((B, 1), S - 1, dtype=torch.long, device=dev)
-    kv_start = torch.zeros(B, dtype=torch.long, device=dev)
 
     def run_triton():
-        return triton_topk.indexer_topk(q, keys, w, q_pos, kv_start, k, scoring)
+        return triton_topk.topk_launch(q, keys, w, q_pos, kv_start, k, scoring, **launch)
 
     def run_stock():
         return _stock(q, keys, w, k)
 
-    # correctness first: compare the fp32 score mass of both selections
-    scores = torch.bmm(q.view(B, Hi, Di).float(), keys.float().transpose(1, 2))
-    scores = scores[:, 0] if w is None else (scores.relu() * w.view(B, Hi, 1)).sum(1)
-    idx = run_triton().view(B, k).long()
-    got = torch.where(idx >= 0, scores.gather(1, idx.clamp(min=0)), 0.).sum(-1)
-    want = scores.gather(1, run_stock()).sum(-1)
-    if not (got >= want - 1e-5 * want.abs() - 1e-3).all():
-        raise RuntimeError(f"Triton top-k selection differs from torch.topk: {got} vs {want}")
-
-    res = {
-        "triton_us": 1e3 * triton.testing.do_bench(run_triton, return_mode="median"),
-        "stock_us": 1e3 * triton.testing.do_bench(run_stock, return_mode="median"),
-    }
+    check_selection(run_triton(), q, keys, w, k)  # correctness first (also compiles)
+    res = {"B": B, "S": S, "Hi": Hi, "Di": Di, "k": k, "dtype": str(dtype), "dist": dist,
+           **launch}
+    if eager:
+        res["triton_us"] = 1e3 * triton.testing.do_bench(run_triton, return_mode="median")
+        if stock:
+            res["stock_us"] = 1e3 * triton.testing.do_bench(run_stock, return_mode="median")
     if graph:
         res["triton_graph_us"] = 1e3 * triton.testing.do_bench_cudagraph(run_triton,
                                                                          return_mode="median")
-        res["stock_graph_us"] = 1e3 * triton.testing.do_bench_cudagraph(run_stock,
-                                                                        return_mode="median")
-    best = min(res["triton_us"], res.get("triton_graph_us", math.inf))
+        if stock:
+            res["stock_graph_us"] = 1e3 * triton.testing.do_bench_cudagraph(run_stock,
+                                                                            return_mode="median")
+    best = min(res.get("triton_us", math.inf), res.get("triton_graph_us", math.inf))
     res["key_read_GBps"] = B * S * Di * keys.element_size() / (best * 1e-6) / 1e9
+    if profile:
+        res["kernel_us"] = kernel_times(run_triton)
     return res
+
+
+def sweep(S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
+          dtype: torch.dtype = torch.bfloat16, batches=(1, 8), configs=None,
+          budget_s: float = 120.0) -> list[dict]:
+    """CUDA-graph time of every tiling in ``configs`` (default ``SWEEP_CONFIGS``) at each batch;
+    one row per (B, config), with ``error`` instead of times when a config fails its check or
+    does not compile, and ``skipped`` once ``budget_s`` seconds are spent."""
+    rows, t0 = [], time.time()
+    for cfg in SWEEP_CONFIGS if configs is None else configs:
+        for B in batches:
+            if time.time() - t0 > budget_s:
+                rows.append({"B": B, **cfg, "skipped": "time budget"})
+                continue
+            try:
+                r = bench_indexer_topk(B, S, Hi, Di, k, dtype, eager=False, stock=False, **cfg)
+            except Exception as e:  # record and go on: one bad tiling must not hide the rest
+                r = {"B": B, **cfg, "error": repr(e)[:400]}
+            print("sweep", json.dumps(r, default=str), flush=True)
+            rows.append(r)
+    return rows
+
+
+def _signature(fn, types: dict, constexprs: dict) -> dict:
+    return {a: "constexpr" if a in constexprs else types[a] for a in fn.arg_names}
+
+
+def _ptxas_report(ptx: str) -> dict:
+    """Registers, spills and ptxas' word on one kernel, from Triton's bundled ptxas."""
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        log = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", src,
+                              "-o", os.path.join(d, "k.o")], capture_output=True, text=True)
+    text = log.stdout + log.stderr
+    num = lambda pat: int(m.group(1)) if (m := re.search(pat, text)) else None
+    return {"regs": num(r"Used (\d+) registers"), "spill_stores": num(r"(\d+) bytes spill stores"),
+            "spill_loads": num(r"(\d+) bytes spill loads"), "ptxas_rc": log.returncode}
+
+
+def compile_report(target_arch: int = 90) -> list[dict]:
+    """Compile every kernel of the top-k path for sm_90 with Triton's own compiler and ptxas (no
+    GPU needed): bf16 and fp32, Hi 1 and 4, Di 64 and 128, the default tiling and every sweep
+    tiling of the decode shape. One row per variant: registers, spill bytes, shared memory."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    target = GPUTarget("cuda", target_arch, 32)
+    D = [["tt.divisibility", 16]]
+    rows = []
+
+    def build(fn, types, constexprs, opts, tag):
+        sig = _signature(fn, types, constexprs)
+        attrs = {(i,): D for i, a in enumerate(fn.arg_names)
+                 if sig[a].startswith("*") or a in ("S", "TOPK", "stride_kb", "stride_ks", "CAP")}
+        row = {"kernel": fn.__name__, **tag, **opts}
+        try:
+            ck = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=target, options=opts)
+            row.update(_ptxas_report(ck.asm["ptx"]), shared_bytes=ck.metadata.shared)
+        except Exception as e:  # report every variant, not just the first failure
+            row["error"] = repr(e)[:600]
+        print("compile", json.dumps(row), flush=True)
+        rows.append(row)
+
+    ints = dict(scale="fp32", stride_kb="i32", stride_ks="i32", S="i32", Tq="i32", TOPK="i32",
+                CAP="i32", q_pos="*i64", kv_start="*i64", s="*fp32", ws="*i32", out="*i32",
+                cand_s="*fp32", cand_i="*i32")
+    for dt, tname in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+        for Hi in (1, 4):
+            for Di in (64, 128):
+                q = torch.empty(1, 1, Hi, Di, dtype=dt)
+                meta = triton_topk._prepare(q, torch.empty(1, 8, Di, dtype=dt), None if Hi == 1
+                                            else torch.empty(1, 1, Hi), torch.zeros(1, 1),
+                                            torch.zeros(1), "dot" if Hi == 1 else "relu",
+                                            None)[-1]
+                types = dict(ints, q=f"*{tname}", k=f"*{tname}", w="*fp32" if Hi > 1 else
+                             f"*{tname}", out="*fp32")
+                tag = dict(dtype=tname, Hi=Hi, Di=Di)
+                bs, warps = triton_topk._key_tile(meta)
+                build(triton_topk._scores_kernel, types, dict(meta, BS=bs, Tq=1),
+                      dict(num_warps=warps), tag)
+                default = triton_topk.topk_config(meta, 8, 131072, num_sms=132)
+                tilings = [default]
+                if dt == torch.bfloat16 and Hi == 1 and Di == 128:
+                    tilings += [dict(default, **c) for c in SWEEP_CONFIGS if "block_s" in c]
+                for c in tilings:
+                    build(triton_topk._score_hist_kernel, dict(types, out="*i32"),
+                          dict(meta, Tq=1, BS=c["block_s"], CHUNK=c["chunk"],
+                               HB=min(c["chunk"], 1024), WS=triton_topk._WS),
+                          dict(num_warps=c["num_warps"], num_stages=c["num_stages"]), tag)
+    for block in (512, 1024, 2048):
+        build(triton_topk._bin_kernel, ints, dict(Tq=1, BLOCK=block, WS=triton_topk._WS),
+              dict(num_warps=4), {})
+        build(triton_topk._gather_kernel, ints,
+              dict(Tq=1, BLOCK=block, FB=min(block, 1024), WS=triton_topk._WS), dict(num_warps=8),
+              {})
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", help="write the results here as JSON")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="compile every kernel for sm_90 and report registers/spills (no GPU)")
+    ap.add_argument("--no-sweep", action="store_true", help="default tiling only")
+    ap.add_argument("--budget", type=float, default=110.0, help="seconds for the sweep")
+    args = ap.parse_args(argv)
+    from clsa.bench.env import environment
+
+    res = {"env": environment()}
+
+    def save():
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(res, f, indent=1, default=str)
+
+    if args.compile_only:
+        res["compile"] = compile_report()
+        save()
+        return res
+    res["default"] = []
+    for B in (1, 8):
+        for dist in ("randn", "offset", "ties"):
+            try:
+                r = bench_indexer_topk(B, dist=dist, profile=dist == "randn",
+                                       eager=dist == "randn", stock=dist == "randn")
+            except Exception as e:
+                r = {"B": B, "dist": dist, "error": repr(e)[:400],
+                     "trace": traceback.format_exc()[-1500:]}
+            print("default", json.dumps(r, default=str), flush=True)
+            res["default"].append(r)
+            save()
+    if not args.no_sweep:
+        res["sweep"] = sweep(budget_s=args.budget)
+        ok = [r for r in res["sweep"] if "triton_graph_us" in r]
+        res["best"] = {B: min((r for r in ok if r["B"] == B), key=lambda r: r["triton_graph_us"],
+                              default=None) for B in (1, 8)}
+        save()
+    return res
+
+
+if __name__ == "__main__":
+    main()

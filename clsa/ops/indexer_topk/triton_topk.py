@@ -226,7 +226,7 @@ def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
     b_top = (b_key >> 24).to(tl.int32)
     m_in = m_s & (b_top == b1)
     # need1 == cnt1: the whole bin is selected and the row is done after this pass
-    m_win = m_s & (b_top > b1) | (m_in & (need1 == cnt1))
+    m_win = (m_s & (b_top > b1)) | (m_in & (need1 == cnt1))
     o_k = _claim(p_ws + _OFF_WIN, m_win)
     tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
     if (need1 < cnt1) & (tl.sum(m_in.to(tl.int32), 0) > 0):
@@ -331,7 +331,9 @@ def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP
     b_key = _sortable_key(b_s)
     b_hi = b_key >> 16
     m_in = m_s & (b_hi == prefix2)
-    m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2) | (m_in & (need2 == cnt2))
+    # slots above bin b2 inside bin b1 (those above b1 were written by pass 2)
+    m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2)
+    m_win = m_win | (m_in & (need2 == cnt2))
     o_k = _claim(p_ws + _OFF_WIN, m_win)
     tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
     if need2 < cnt2:
@@ -352,8 +354,6 @@ def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP
 
 
 def _num_sms(device: torch.device) -> int:
-    if device.type != "cuda":
-        return 2  # the interpreter: keep grids small
     i = device.index if device.index is not None else torch.cuda.current_device()
     if i not in _SM_COUNT:
         _SM_COUNT[i] = torch.cuda.get_device_properties(i).multi_processor_count
@@ -391,15 +391,16 @@ def _key_tile(meta) -> tuple[int, int]:
     return (128 if meta["DP"] >= 128 else 256), 8
 
 
-def topk_config(meta: dict, R: int, S: int, device: torch.device) -> dict:
+def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
     """Default tiling of the top-k path for R rows of S slots.
 
     ``block_s`` slots x Di per key tile (one tile 32 KB in 16-bit: 3 stages in flight leave room
     for two programs per SM), ``chunk`` slots per pass-1 program (the smallest power of 2 from 512
     that still gives every SM two programs, at most 4096), ``block`` slots per pass-2/3 program,
     ``cap`` candidates kept per row. ``bench.sweep()`` times the alternatives on the GPU.
+    ``num_sms`` None means the CPU interpreter.
     """
-    if device.type != "cuda":
+    if num_sms is None:
         # the interpreter runs one program at a time: small tiles keep tests fast
         return dict(block_s=32, chunk=128, block=256, num_warps=4, num_stages=1, cap=DEFAULT_CAP)
     if meta["IEEE"] or meta["HP"] >= 64:
@@ -407,10 +408,11 @@ def topk_config(meta: dict, R: int, S: int, device: torch.device) -> dict:
     else:
         block_s = 128 if meta["DP"] >= 128 else 256
     chunk = 4096
-    while chunk > 512 and R * triton.cdiv(S, chunk) < 2 * _num_sms(device):
+    while chunk > 512 and R * triton.cdiv(S, chunk) < 2 * num_sms:
         chunk //= 2
-    return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024, num_warps=4,
-                num_stages=3, cap=DEFAULT_CAP)
+    # fp32 tiles are split into three tf32 parts: 8 warps keep that under 128 registers a thread
+    return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024,
+                num_warps=8 if meta["IEEE"] else 4, num_stages=3, cap=DEFAULT_CAP)
 
 
 def _kernel_path(q, k, w, q_pos, kv_start) -> bool:
@@ -470,7 +472,7 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
     if S == 0:
         return out.fill_(-1)
     q, k, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring, scale)
-    cfg = topk_config(meta, R, S, q.device)
+    cfg = topk_config(meta, R, S, _num_sms(q.device) if q.is_cuda else None)
     for key, val in dict(block_s=block_s, chunk=chunk, block=block, num_warps=num_warps,
                          num_stages=num_stages, cap=cap).items():
         if val is not None:
@@ -490,5 +492,5 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
     grid = (R, triton.cdiv(S, block))
     _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS, num_warps=4)
     _gather_kernel[grid](s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, top_k, cfg["cap"],
-                         BLOCK=block, FB=min(block, 1024), WS=_WS, num_warps=4)
+                         BLOCK=block, FB=min(block, 1024), WS=_WS, num_warps=8)
     return out
