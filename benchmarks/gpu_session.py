@@ -1,6 +1,9 @@
 """One device call: op micro-benchmarks, then the decode suite, each result saved as it lands.
 
-    OUT=/tmp/out PYTHONPATH=. python benchmarks/gpu_session.py ops decode
+    OUT=/tmp/out PYTHONPATH=. python benchmarks/gpu_session.py ops decode modes
+
+Environment: CONTEXTS, BATCHES (decode sweep), ROWS (comma-separated row names), STEM (file
+name of the decode result), REP (do_bench replay time per point, ms).
 """
 
 import json
@@ -48,22 +51,30 @@ def decode_bench():
 
     contexts = [int(x) for x in os.environ.get("CONTEXTS", "32768,131072").split(",")]
     batches = [int(x) for x in os.environ.get("BATCHES", "1,4").split(",")]
-    res = run_decode("yoco-3b", contexts, batches, log=log)
-    save(res, OUT, "decode_yoco3b")
+    res = run_decode("yoco-3b", contexts, batches, _rows(), log=log, rep=int(os.environ.get("REP", 100)))
+    res["mode"] = "full"
+    save(res, OUT, os.environ.get("STEM", "decode_yoco3b"))
+
+
+def _rows():
+    from clsa.bench.suite import ROWS
+
+    names = os.environ.get("ROWS", "dense/torch,dense/triton,yoco/triton,yoco-dsa/triton,"
+                                   "indexcache(G=4)/triton,clsa/torch,clsa/triton").split(",")
+    return [r for r in ROWS if r.name in names]
 
 
 def modes_bench():
-    from clsa.bench.suite import ROWS, run_modes
+    from clsa.bench.suite import run_modes, save
 
     def log(line):
         print(line, flush=True)
         with open(os.path.join(OUT, "modes_rows.jsonl"), "a") as f:
             f.write(line + "\n")
 
-    names = os.environ.get("ROWS", "dense/torch,yoco/triton,yoco-dsa/triton,indexcache(G=4)/triton,clsa/torch,clsa/triton")
-    rows = [r for r in ROWS if r.name in names.split(",")]
-    res = run_modes("yoco-3b", [32768, 131072], rows, [32768, 131072], log=log)
-    dump("modes_yoco3b.json", res)
+    res = run_modes("yoco-3b", [32768, 131072], _rows(), [32768, 131072], log=log)
+    res["mode"] = "full"
+    save(res, OUT, os.environ.get("STEM", "modes_yoco3b"))
 
 
 if __name__ == "__main__":

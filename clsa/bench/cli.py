@@ -4,6 +4,7 @@
     clsa bench decode --contexts 4096 131072 --batches 1 4   #  under 10 minutes each on an H100)
     clsa bench all --quick --out /tmp/bench                  # CPU smoke test: debug preset, tiny
                                                              # contexts; timings are meaningless
+    clsa bench plot benchmarks/results/decode-*.json         # redraw Markdown + PNG from a JSON
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ import torch
 def cmd_bench(args) -> int:
     from clsa.bench.suite import ROWS, run_decode, run_modes, save
 
+    if args.mode == "plot":
+        import json
+        import os
+
+        if not args.files:
+            raise SystemExit("clsa bench plot: name the result JSON files to redraw")
+        for path in args.files:
+            with open(path) as f:
+                res = json.load(f)
+            stem = os.path.splitext(path)[0]
+            print("wrote", save(res, os.path.dirname(stem) or ".", os.path.basename(stem)) + ".{json,md,png}")
+        return 0
     quick = args.quick or not torch.cuda.is_available()
     if not args.quick and not torch.cuda.is_available():
         print("no CUDA GPU: running --quick on the CPU (timings here say nothing about a GPU)")
@@ -46,7 +59,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("bench", help="decode / throughput / prefill / memory benchmarks of every variant",
                        description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("decode", "throughput", "prefill", "memory", "all"))
+    p.add_argument("mode", choices=("decode", "throughput", "prefill", "memory", "all", "plot"))
+    p.add_argument("files", nargs="*", help="plot: result JSON files")
     p.add_argument("--quick", action="store_true", help="CPU smoke run on the debug preset")
     p.add_argument("--preset", default="yoco-3b", choices=sorted(PRESETS))
     p.add_argument("--contexts", type=int, nargs="+", default=None)
