@@ -31,8 +31,8 @@ def fill_cache(cache, context: int, seed: int = 0) -> None:
     """Pretend ``context`` tokens were prefilled: random K/V, ring buffers holding the last W."""
     g = torch.Generator(device=cache.device).manual_seed(seed)
 
-    def rand_(t):
-        t.copy_(torch.randn(t.shape, generator=g, device=t.device, dtype=torch.float32).to(t.dtype))
+    def rand_(t):  # in place, in the cache's dtype: no temporary the size of a 1M-token cache
+        t.normal_(generator=g)
 
     for layer in cache.layers:
         if hasattr(layer, "pos"):  # ring buffer

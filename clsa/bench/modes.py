@@ -51,6 +51,7 @@ def throughput(model, backend: str, context: int, log=print) -> dict:
         except torch.OutOfMemoryError:
             log(f"OOM at B={B}, retrying smaller")
             B = int(B * 0.85)
+            _free_bytes()  # the failed attempt's cache lives on in reference cycles until collected
     return {"B": 0, "reason": "out of memory"}
 
 

@@ -126,49 +126,72 @@ def run_decode(preset: str, contexts, batches, rows=ROWS, device="cuda", rep: in
 
 def run_modes(preset: str, contexts, rows, prefill_contexts, log=print, device="cuda",
               memory_context: int = 131072) -> dict:
-    """Throughput, time to first token and measured cache memory of each row."""
-    from clsa.bench.decode import build_model
-    from clsa.bench.modes import cache_memory, throughput, time_to_first_token
+    """Throughput, time to first token and measured cache memory of each row.
 
+    On a GPU every row runs in a fresh process (spawned, one at a time): a row's static caches,
+    graph pools and allocator fragmentation cannot shrink the memory the next row measures.
+    """
     on_gpu = device == "cuda"
-    dtype = torch.bfloat16 if on_gpu else torch.float32
-    res = {"env": environment(), "preset": preset, "dtype": str(dtype).replace("torch.", ""),
-           "throughput": [], "prefill": [], "memory": []}
-    for r in rows:
-        cfg = config_for(preset, r)
-        torch.manual_seed(0)
-        model = build_model(cfg, device, dtype)
-        for N in contexts:
-            try:
-                t = {"row": r.name, "N": N, **throughput(model, r.backend, N, log)}
-            except Exception as e:  # record and go on
-                t = {"row": r.name, "N": N, "error": repr(e)[:300]}
-            res["throughput"].append(t)
-            log(json.dumps(t))
-        if r.backend == "torch" or r.variant == "clsa":
-            try:
-                m = {"row": r.name, **cache_memory(model, 1, memory_context)}
-            except Exception as e:
-                m = {"row": r.name, "error": repr(e)[:300]}
-            res["memory"].append(m)
-            log(json.dumps(m))
-        for N in prefill_contexts:
-            try:
-                p = {"row": r.name, "N": N, "ttft_ms": time_to_first_token(model, r.backend, N)}
-            except torch.OutOfMemoryError as e:
-                p = {"row": r.name, "N": N, "error": repr(e)[:300]}
-            res["prefill"].append(p)
-            log(json.dumps(p))
-        del model
-        gc.collect()
-        if on_gpu:
-            torch.cuda.empty_cache()
+    res = {"env": environment(), "preset": preset,
+           "dtype": "bfloat16" if on_gpu else "float32", "throughput": [], "prefill": [], "memory": []}
+    args = [(preset, r, list(contexts), list(prefill_contexts), device, memory_context) for r in rows]
+    if on_gpu:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            parts = []
+            for a in args:  # one at a time, logged as each row lands
+                part = pool.apply(_modes_row, a)
+                for line in part.pop("log"):
+                    log(line)
+                parts.append(part)
+    else:
+        parts = [_modes_row(*a, log=log) for a in args]
+    for part in parts:
+        for key in ("throughput", "prefill", "memory"):
+            res[key] += part[key]
     for key, field in (("throughput", "tokens_per_s"), ("prefill", "ttft_ms")):
         for x in res[key]:
             base = [y.get(field) for y in res[key] if y["row"] == "dense/torch" and y["N"] == x["N"]]
             if base and base[0] and x.get(field):
                 x["ratio_vs_dense_stock"] = (x[field] / base[0]) if key == "throughput" else (base[0] / x[field])
     return res
+
+
+def _modes_row(preset: str, r: Row, contexts, prefill_contexts, device: str, memory_context: int,
+               log=None) -> dict:
+    from clsa.bench.decode import build_model
+    from clsa.bench.modes import cache_memory, throughput, time_to_first_token
+
+    lines = []
+    if log is None:  # in a worker process: lines travel back with the result
+        log = lines.append
+    on_gpu = device == "cuda"
+    out = {"throughput": [], "prefill": [], "memory": [], "log": lines}
+    torch.manual_seed(0)
+    model = build_model(config_for(preset, r), device, torch.bfloat16 if on_gpu else torch.float32)
+    for N in contexts:
+        try:
+            t = {"row": r.name, "N": N, **throughput(model, r.backend, N, log)}
+        except Exception as e:  # record and go on
+            t = {"row": r.name, "N": N, "error": repr(e)[:300]}
+        out["throughput"].append(t)
+        log(json.dumps(t))
+    if r.backend == "torch" or r.variant == "clsa":
+        try:
+            m = {"row": r.name, **cache_memory(model, 1, memory_context)}
+        except Exception as e:
+            m = {"row": r.name, "error": repr(e)[:300]}
+        out["memory"].append(m)
+        log(json.dumps(m))
+    for N in prefill_contexts:
+        try:
+            p = {"row": r.name, "N": N, "ttft_ms": time_to_first_token(model, r.backend, N)}
+        except torch.OutOfMemoryError as e:
+            p = {"row": r.name, "N": N, "error": repr(e)[:300]}
+        out["prefill"].append(p)
+        log(json.dumps(p))
+    return out
 
 
 def _cpu_time(model, backend, B, N, reps: int = 3) -> float:
