@@ -3,7 +3,7 @@
     OUT=/tmp/out PYTHONPATH=. python benchmarks/gpu_session.py ops decode modes
 
 Environment: CONTEXTS, BATCHES (decode sweep), ROWS (comma-separated row names), STEM (file
-name of the decode result), REP (do_bench replay time per point, ms).
+name of the result), THROUGHPUT=0 (modes: prefill and memory only), REP (do_bench replay time per point, ms).
 """
 
 import json
@@ -72,7 +72,8 @@ def modes_bench():
         with open(os.path.join(OUT, "modes_rows.jsonl"), "a") as f:
             f.write(line + "\n")
 
-    res = run_modes("yoco-3b", [32768, 131072], _rows(), [32768, 131072], log=log)
+    throughput = os.environ.get("THROUGHPUT", "1") == "1"  # THROUGHPUT=0: prefill and memory only
+    res = run_modes("yoco-3b", [32768, 131072] if throughput else [], _rows(), [32768, 131072], log=log)
     res["mode"] = "full"
     save(res, OUT, os.environ.get("STEM", "modes_yoco3b"))
 

@@ -13,12 +13,24 @@ import torch.nn.functional as F
 from clsa.ops.attention.naive import visible_mask
 
 
+def plain_causal_len(q_pos, k_pos, kv_start, window) -> int | None:
+    """T when T >= 2 queries sit at positions 0..T-1 of every unpadded row, the first T key slots
+    are theirs, and any later slots (a static cache's unwritten tail) lie in their future: then
+    causal attention over ``k[:, :T]`` is exact. None otherwise. Checks values (one host sync):
+    prefill only, never inside a captured decode step."""
+    B, T = q_pos.shape
+    if window is not None or T < 2 or k_pos.shape[1] < T or kv_start.any():
+        return None
+    causal = torch.equal(q_pos, torch.arange(T, device=q_pos.device).expand(B, T))
+    if not causal or not torch.equal(k_pos[:, :T].expand(B, T), q_pos):
+        return None
+    if k_pos.shape[1] > T and int(k_pos[:, T:].min()) < T:
+        return None
+    return T
+
+
 def is_plain_causal(q_pos, k_pos, kv_start, window) -> bool:
-    """True for many queries over exactly their own slots 0..T-1, unpadded, no window. Checks
-    values (one host sync): prefill only, never inside a captured decode step."""
-    if window is not None or q_pos.shape[1] < 2 or tuple(q_pos.shape) != tuple(k_pos.shape):
-        return False
-    return bool(torch.equal(q_pos, k_pos) and not kv_start.any() and int(q_pos[0, 0]) == 0)
+    return plain_causal_len(q_pos, k_pos, kv_start, window) is not None
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
@@ -26,13 +38,20 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
     if k_pos is None:
         return F.scaled_dot_product_attention(qt, kt, vt, scale=scale, enable_gqa=True).transpose(1, 2)
-    if is_plain_causal(q_pos, k_pos, kv_start, window):  # a whole unpadded prompt: flash causal
-        return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale,
-                                              enable_gqa=True).transpose(1, 2)
+    T = plain_causal_len(q_pos, k_pos, kv_start, window)
+    if T is not None:  # a whole unpadded prompt: flash causal over its own T slots
+        return F.scaled_dot_product_attention(qt, kt[:, :, :T], vt[:, :, :T], is_causal=True,
+                                              scale=scale, enable_gqa=True).transpose(1, 2)
     outs = []
+    trim = window is not None and q.shape[1] > query_chunk  # long windowed prefill, never decode
     for s in range(0, q.shape[1], query_chunk):
         m = visible_mask(q_pos[:, s:s + query_chunk], k_pos, kv_start, window)[:, None]
-        o = F.scaled_dot_product_attention(qt[:, :, s:s + query_chunk], kt, vt, attn_mask=m,
+        ks, vs = kt, vt
+        if trim:  # attend only to the key slots this chunk's window reaches (one host sync)
+            cols = m.flatten(0, 2).any(0).nonzero()
+            lo, hi = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 1)
+            m, ks, vs = m[..., lo:hi], kt[:, :, lo:hi], vt[:, :, lo:hi]
+        o = F.scaled_dot_product_attention(qt[:, :, s:s + query_chunk], ks, vs, attn_mask=m,
                                            scale=scale, enable_gqa=True)
         outs.append(o)
     return torch.cat(outs, 2).transpose(1, 2).nan_to_num(0.0)  # rows with no visible key -> 0
