@@ -26,6 +26,9 @@ def cmd_bench(args) -> int:
         for path in args.files:
             with open(path) as f:
                 res = json.load(f)
+            if "env" not in res or not ("rows" in res or "throughput" in res):
+                print(f"skipped {path}: not a `clsa bench` result")
+                continue
             stem = os.path.splitext(path)[0]
             print("wrote", save(res, os.path.dirname(stem) or ".", os.path.basename(stem)) + ".{json,md,png}")
         return 0
