@@ -64,7 +64,7 @@ def run(out: str, steps: int | None, device: str, eval_n: int) -> dict:
     preset = "small" if gpu else "tiny"
     k = CLSAConfig.from_name(preset).index_top_k
     seq = max(4 * k, 512)  # longer than k (the index has to choose); room for every synthetic task
-    steps = steps or (1500 if gpu else 60)
+    steps = steps or (1500 if gpu else 120)
     common = dict(preset=preset, seq_len=seq, batch_size=16 if gpu else 8, device=device,
                   synthetic_mix=0.25, eval_every=max(steps // 4, 1), save_every=max(steps // 4, 1),
                   max_docs=None if gpu else 400)
