@@ -9,6 +9,9 @@ Variants (``attention_variant``):
                 reuse the last index (G = 1 is yoco-dsa).
     clsa        one indexer, run once per token on the self-decoder output; its top-k is reused
                 by ALL cross-decoder layers.
+    swa         the block-sparse quality baseline: the dense layer stack with EVERY layer on
+                sliding-window attention (``sliding_window``); a constant-size cache, no
+                long-range retrieval beyond what the window stack carries.
 
 ``CLSAConfig.from_name("debug")`` returns a preset; keyword arguments override its fields.
 """
@@ -17,7 +20,8 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-VARIANTS = ("dense", "yoco", "yoco-dsa", "indexcache", "clsa")
+VARIANTS = ("dense", "yoco", "yoco-dsa", "indexcache", "clsa", "swa")
+DENSE_STACK = ("dense", "swa")  # one layer stack, no cross-decoder
 SPARSE_VARIANTS = ("yoco-dsa", "indexcache", "clsa")
 INDEXER_SCORING = ("dot", "relu")
 INDEXER_ROPE = ("neox", "none")
@@ -140,7 +144,7 @@ class CLSAConfig(PreTrainedConfig):
                f"one of {INDEXER_SCORING}")
         _check(self.indexer_rope in INDEXER_ROPE, "indexer_rope", self.indexer_rope,
                f"one of {INDEXER_ROPE}")
-        if self.attention_variant != "dense":
+        if self.is_yoco:
             _check(isinstance(self.num_self_layers, int) and
                    1 <= self.num_self_layers < self.num_hidden_layers, "num_self_layers",
                    self.num_self_layers, f"1 .. num_hidden_layers-1 = {self.num_hidden_layers - 1}")
@@ -150,7 +154,12 @@ class CLSAConfig(PreTrainedConfig):
     # Derived quantities used across the model, the cache and the benchmarks.
     @property
     def is_yoco(self) -> bool:
-        return self.attention_variant != "dense"
+        return self.attention_variant not in DENSE_STACK
+
+    @property
+    def layer_window(self) -> int | None:
+        """Window of the layers of a dense-stack variant (None: full causal attention)."""
+        return self.sliding_window if self.attention_variant == "swa" else None
 
     @property
     def num_cross_layers(self) -> int:

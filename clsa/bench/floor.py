@@ -4,7 +4,7 @@ floor_ms = (weights read + cache bytes read) / copy bandwidth measured in the sa
 Counted per step for batch B at context N (bf16 = 2 bytes):
     weights     every parameter once, the embedding table only for its B rows (unless tied to
                 the LM head, which reads it whole)
-    dense       every layer reads its own K/V: L * 2 * B * N * Hkv * D * 2
+    dense       every layer reads its own K/V: L * 2 * B * N * Hkv * D * 2 (swa: min(N, W) rows)
     yoco*       each self-decoder layer reads its window: Ls * 2 * B * W * Hkv * D * 2
     yoco        + every cross layer reads the whole shared K/V: Lc * 2 * B * N * Hkv * D * 2
     sparse      + per indexer call: the indexer keys B * N * Di * 2 and one gather of the K
@@ -30,7 +30,7 @@ def cache_bytes_read(config, batch_size: int, context: int, elem: int = 2) -> in
     c, B, N = config, batch_size, context
     row = 2 * c.num_key_value_heads * c.head_dim * elem
     if not c.is_yoco:
-        return c.num_hidden_layers * B * N * row
+        return c.num_hidden_layers * B * min(N, c.layer_window or N) * row
     total = c.num_self_layers * B * min(c.sliding_window, N) * row
     if not c.is_sparse:
         return total + c.num_cross_layers * B * N * row

@@ -7,7 +7,7 @@ Shape legend
     kv_start   [B] int          first valid slot per row
     h          [B, T, C]        hidden states; the cross-decoder only sees the kept tail [B, N, C]
 
-dense: every layer is causal self-attention over its own K/V.
+dense: every layer is causal self-attention over its own K/V (swa: each over its sliding window).
 yoco*: layers [0, num_self_layers) are sliding-window self-attention (the self-decoder); its output
 h_sd is normed and projected ONCE to the shared K/V (rotary on K) and to each indexer's keys; the
 cross-decoder layers run only on the N positions whose logits are needed (early exit).
@@ -46,7 +46,8 @@ class CLSABackbone(nn.Module):
         c = self.config = config
         self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
         if not c.is_yoco:
-            self.layers = nn.ModuleList(Block(c, SelfAttention(c, None)) for _ in range(c.num_hidden_layers))
+            self.layers = nn.ModuleList(Block(c, SelfAttention(c, c.layer_window))
+                                        for _ in range(c.num_hidden_layers))
         else:
             self.layers = nn.ModuleList(Block(c, SelfAttention(c, c.sliding_window))
                                         for _ in range(c.num_self_layers))

@@ -128,7 +128,10 @@ class CLSACache:
         self._slots = None
         self.kv_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         hkv, d = c.num_key_value_heads, c.head_dim
-        if not c.is_yoco:
+        if not c.is_yoco and c.layer_window is not None:  # swa: a ring buffer per layer
+            self.layers = [RingKV(self, c.layer_window, hkv, d, dtype) for _ in range(c.num_hidden_layers)]
+            self.shared, self.index_keys = None, {}
+        elif not c.is_yoco:
             self.layers = [FullKV(self, hkv, d, dtype) for _ in range(c.num_hidden_layers)]
             self.shared, self.index_keys = None, {}
         else:

@@ -31,6 +31,8 @@ class CacheReport:
 def cache_report(config: CLSAConfig, dtype_bytes: int = 2) -> CacheReport:
     c = config
     row = 2 * c.num_key_value_heads * c.head_dim * dtype_bytes  # one token's K and V
+    if c.attention_variant == "swa":
+        return CacheReport(c.attention_variant, 0, c.num_hidden_layers * c.sliding_window * row, 0, 0)
     if not c.is_yoco:
         kv = c.num_hidden_layers * row
         return CacheReport(c.attention_variant, kv, 0, kv, 0)

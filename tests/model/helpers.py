@@ -5,7 +5,7 @@ import torch
 from clsa import CLSAConfig
 from clsa.model import CLSAForCausalLM
 
-ALL = ("dense", "yoco", "yoco-dsa", "indexcache", "clsa")
+ALL = ("dense", "yoco", "yoco-dsa", "indexcache", "clsa", "swa")
 SPARSE = ("yoco-dsa", "indexcache", "clsa")
 
 

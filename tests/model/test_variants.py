@@ -125,3 +125,21 @@ def test_topk_op_selects_the_highest_scores():
             rest = s[b, t].clone()
             rest[idx[b, t].long()] = float("-inf")
             assert chosen.min() >= rest.max()
+
+
+def test_swa_equals_dense_when_the_window_covers_the_context():
+    ids = tokens(2, 30)
+    dense, swa = build("dense"), build("swa", sliding_window=30)
+    swa.load_state_dict(dense.state_dict())
+    assert torch.equal(swa(ids).logits, dense(ids).logits)
+
+
+def test_swa_sees_no_further_back_than_layers_times_window():
+    # debug: 4 layers, window 8 -> receptive field 4 * 7 = 28 tokens back; dense sees everything
+    ids = tokens(1, 60)
+    other = ids.clone()
+    other[0, 2] = (ids[0, 2] + 1) % 256
+    swa, dense = build("swa"), build("dense")
+    assert torch.equal(swa(ids).logits[0, 31:], swa(other).logits[0, 31:])
+    assert not torch.allclose(swa(ids).logits[0, 2:30], swa(other).logits[0, 2:30])
+    assert not torch.allclose(dense(ids).logits[0, 31:], dense(other).logits[0, 31:])
