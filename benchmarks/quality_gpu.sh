@@ -8,6 +8,7 @@
 # A device call holds at most 10 minutes and a lent machine forgets its disk, so PART picks what
 # one call runs; each part re-trains yoco-base with the same seed where it needs it.
 #   PART=a: dense, swa, yoco-base, yoco        PART=b: yoco-base, clsa, yoco-dsa, indexcache (G=4)
+#   PART=c: swa, yoco-base, yoco, clsa (the retrieval run: set MIX, SEQ, BASE... and the T_* caps)
 # Each model is evaluated as it lands: perplexity on the stdlib validation split and the synthetic
 # suite (needle, multi_needle, mqar, var_track) at 1K and 2K tokens. Small JSON files go to $OUT.
 #   OUT=/tmp/out PART=a bash benchmarks/quality_gpu.sh
@@ -21,6 +22,8 @@ DEVICE=${DEVICE:-cuda} PRESET=${PRESET:-small} SEQ=${SEQ:-2048} LENGTHS=${LENGTH
 COMMON="--preset $PRESET --seq-len $SEQ --batch-size ${BATCH:-16} --device $DEVICE --synthetic-mix $MIX --no-progress"
 EVAL="--device $DEVICE --lengths $LENGTHS --n ${EVAL_N:-40} --gen-batch-size 20 --seq-len $SEQ --ppl-tokens ${PPL_TOKENS:-131072}"
 
+T_SCRATCH=${T_SCRATCH:-130} T_BASE=${T_BASE:-110} T_YOCO=${T_YOCO:-60} T_DISTILL=${T_DISTILL:-100}
+T_SPARSE=${T_SPARSE:-120}
 run() {  # name, seconds, clsa arguments...
     local name=$1 secs=$2
     shift 2
@@ -48,25 +51,35 @@ mkdir -p "$RUN"
 sparse() {  # variant, extra train arguments
     local v=$1
     shift
-    run "$v-distill" 100 distill $COMMON --variant "$v" "$@" --from "$RUN/yoco-base" --steps "$DISTILL" \
+    run "$v-distill" "$T_DISTILL" distill $COMMON --variant "$v" "$@" --from "$RUN/yoco-base" --steps "$DISTILL" \
         --eval-every "$DISTILL" --save-every $((DISTILL / 2))
-    run "$v" 120 train $COMMON --variant "$v" "$@" --from "$RUN/$v-distill" --sparse --lr 3e-4 \
+    run "$v" "$T_SPARSE" train $COMMON --variant "$v" "$@" --from "$RUN/$v-distill" --sparse --lr 3e-4 \
         --steps "$TUNE" --eval-every "$TUNE" --save-every $((TUNE / 2))
     evaluate "$v"
 }
 base() {
-    run yoco-base 110 train $COMMON --variant yoco --steps "$BASE" --eval-every "$BASE" --save-every $((BASE / 2))
+    run yoco-base "$T_BASE" train $COMMON --variant yoco --steps "$BASE" --eval-every "$BASE" --save-every $((BASE / 2))
 }
-if [ "${PART:-a}" = a ]; then
-    for v in dense swa; do
-        run "$v" 130 train $COMMON --variant "$v" --steps $((BASE + TUNE)) --eval-every $((BASE + TUNE)) \
-            --save-every $(((BASE + TUNE) / 2))
-        evaluate "$v"
-    done
-    base
-    run yoco 60 train $COMMON --variant yoco --from "$RUN/yoco-base" --lr 3e-4 --steps "$TUNE" \
+scratch() {  # variant
+    run "$1" "$T_SCRATCH" train $COMMON --variant "$1" --steps $((BASE + TUNE)) --eval-every $((BASE + TUNE)) \
+        --save-every $(((BASE + TUNE) / 2))
+    evaluate "$1"
+}
+tuned_yoco() {
+    run yoco "$T_YOCO" train $COMMON --variant yoco --from "$RUN/yoco-base" --lr 3e-4 --steps "$TUNE" \
         --eval-every "$TUNE" --save-every $((TUNE / 2))
     evaluate yoco
+}
+if [ "${PART:-a}" = c ]; then
+    scratch swa
+    base
+    tuned_yoco
+    sparse clsa
+elif [ "${PART:-a}" = a ]; then
+    scratch dense
+    scratch swa
+    base
+    tuned_yoco
 else
     base
     sparse clsa
