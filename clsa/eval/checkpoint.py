@@ -83,13 +83,17 @@ def as_tokenizer(tok):
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The folder holding config.json: ``path`` itself or ``path/model`` (a trainer run dir)."""
+    """The folder holding config.json: ``path`` itself, ``path/model`` (a finished trainer run),
+    or the newest ``path/checkpoints/step-*`` (a run stopped before it saved ``model/``)."""
     p = Path(path)
     for cand in (p, p / "model"):
         if (cand / "config.json").is_file():
             return cand
-    raise DataError(f"{p} holds no checkpoint: expected {p}/config.json or {p}/model/config.json "
-                    "(a folder written by model.save_pretrained)")
+    latest = p / "checkpoints" / "latest"
+    if latest.is_file() and (p / "checkpoints" / latest.read_text().strip() / "config.json").is_file():
+        return p / "checkpoints" / latest.read_text().strip()
+    raise DataError(f"{p} holds no checkpoint: expected {p}/config.json, {p}/model/config.json "
+                    "(a folder written by model.save_pretrained) or a run's checkpoints/latest")
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",

@@ -48,6 +48,20 @@ def _series(records, key):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _panel(ax, records, keys, ylabel: str, title: str = "") -> None:
+    """One axis: the training series (line) and its validation twin (dots) against step."""
+    for key, style in zip(keys, ("-", "o-")):
+        x, y = _series(records, key)
+        if x:
+            ax.plot(x, y, style, label=key, markersize=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
 def plot_log(log_path, png_path, title: str = "") -> None:
     """Training and validation loss against step (plus recall when logged), as a PNG."""
     import matplotlib
@@ -60,26 +74,9 @@ def plot_log(log_path, png_path, title: str = "") -> None:
                      for r in records)
     fig, axes = plt.subplots(1, 2 if has_recall else 1, figsize=(11 if has_recall else 6, 4),
                              squeeze=False)
-    ax = axes[0, 0]
-    for key, style in (("loss", "-"), ("val_loss", "o-")):
-        x, y = _series(records, key)
-        if x:
-            ax.plot(x, y, style, label=key, markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _panel(axes[0, 0], records, ("loss", "val_loss"), "loss", title)
     if has_recall:
-        ax = axes[0, 1]
-        for key, style in (("recall", "-"), ("val_recall", "o-")):
-            x, y = _series(records, key)
-            if x:
-                ax.plot(x, y, style, label=key, markersize=3)
-        ax.set_xlabel("step")
-        ax.set_ylabel("recall of target attention mass in top-k")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _panel(axes[0, 1], records, ("recall", "val_recall"), "recall of target attention mass in top-k")
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)

@@ -73,6 +73,19 @@ def test_checkpoint_roundtrip(debug_ckpt):
     assert a == b
 
 
+def test_a_stopped_run_is_loaded_from_its_latest_checkpoint(debug_ckpt, tmp_path):
+    # a run killed before it saved model/: checkpoints/latest names the newest step folder
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(debug_ckpt, run / "checkpoints" / "step-000010")
+    shutil.copytree(debug_ckpt, run / "checkpoints" / "step-000020")
+    (run / "checkpoints" / "latest").write_text("step-000020\n")
+    model, tok = load_checkpoint(run)
+    assert model.config.attention_variant == "clsa"
+    assert perplexity(model, tok, DOCS, 32, 2, 200) == perplexity(debug_model(), TOK, DOCS, 32, 2, 200)
+
+
 def test_errors():
     model = debug_model()
     with pytest.raises(DataError, match="max_position_embeddings"):
