@@ -86,6 +86,7 @@ def run(out: str, steps: int | None, device: str, eval_n: int) -> dict:
         samples[name] = tok.decode(text[0, prompt.shape[1]:].tolist())
         rows.append(dict(variant=name, val_loss=metrics.get("val_lm_loss", metrics.get("val_loss")),
                          needle_acc=suite["accuracy"]["needle"][str(seq)],
+                         needle_nll=suite["answer_nll"]["needle"][str(seq)],
                          indexer_recall=distill.get("val_recall") if name == "clsa" else None,
                          decode_tok_s=_decode_speed(model),
                          cache_bytes_per_token=cache_report(model.config, 2).per_token,
@@ -105,11 +106,14 @@ def main(args) -> int:
     f = lambda v, p: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     print(f"\npreset {s['preset']}, context {s['seq_len']} > index_top_k {s['index_top_k']}, "
           f"{s['steps']} pretraining steps; CPU/GPU speed of THIS machine")
-    print(f"{'variant':<8} {'params':>10} {'val loss':>9} {'needle acc':>11} {'recall@k':>9} "
-          f"{'decode tok/s':>13} {'cache B/token':>14}")
+    print(f"{'variant':<8} {'params':>10} {'val loss':>9} {'needle acc':>11} {'answer NLL':>11} "
+          f"{'recall@k':>9} {'decode tok/s':>13} {'cache B/token':>14}")
     for r in s["rows"]:
         print(f"{r['variant']:<8} {r['params']:>10,} {f(r['val_loss'], 4):>9} {f(r['needle_acc'], 2):>11} "
-              f"{f(r['indexer_recall'], 3):>9} {r['decode_tok_s']:>13.1f} {r['cache_bytes_per_token']:>14,}")
+              f"{f(r['needle_nll'], 3):>11} {f(r['indexer_recall'], 3):>9} {r['decode_tok_s']:>13.1f} "
+              f"{r['cache_bytes_per_token']:>14,}")
+    print("answer NLL: nats per token of the true needle value, teacher-forced (lower is better; it "
+          "moves long before greedy answers are exactly right)")
     print(f"indexer recall of the averaged dense attention mass at k: "
           f"{f(s['indexer_recall_before_distill'], 3)} untrained -> {f(s['indexer_recall_after_distill'], 3)} distilled")
     for name, text in s["samples"].items():

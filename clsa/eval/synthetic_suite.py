@@ -9,6 +9,10 @@ Pipeline (each step a function, so scoring is tested on hand-made outputs)
     score           normalize(prediction) == normalize(answer): the text before the first
                     newline with all whitespace removed ("11, 22" == "11,22"; order matters)
     summarize       accuracy[task][length] = correct / n; JSON + heat map PNG (task x length)
+    answer_nll      the graded twin of accuracy: mean negative log-likelihood (nats/token) of the
+                    true answer and <eos> given the prompt, teacher-forced, through the same
+                    forward as inference (sparse path, early exit). It moves long before greedy
+                    answers become exactly right, so small or short runs can still be compared.
 
     from clsa.eval import run_synthetic_suite
     res = run_synthetic_suite(model, tok, lengths=[1024, 2048, 4096], n=20, out_dir="eval/")
@@ -23,6 +27,9 @@ import json
 import math
 import os
 from pathlib import Path
+
+import torch
+import torch.nn.functional as F
 
 from clsa.eval.checkpoint import as_tokenizer
 from clsa.eval.decoding import greedy_generate
@@ -62,6 +69,22 @@ def decode_answers(model, tokenizer, samples: list[Sample], length: int, batch_s
     return [tok.decode(ids) for ids in new]
 
 
+@torch.no_grad()
+def answer_nll(model, tokenizer, samples: list[Sample], length: int) -> list[float]:
+    """Per sample: mean NLL (nats per token) of its answer tokens and <eos>, teacher-forced."""
+    tok = as_tokenizer(tokenizer)
+    device = next(model.parameters()).device
+    out = []
+    for s in samples:
+        ts = to_tokens(s, tok, length)
+        ids = torch.as_tensor(ts.input_ids, device=device)[None]
+        n = ids.shape[1] - ts.prompt_len  # answer + <eos>
+        # logits at positions prompt_len-1 .. T-2 predict the answer tokens
+        logits = model(ids[:, :-1], logits_to_keep=n, use_cache=False).logits[0].float()
+        out.append(F.cross_entropy(logits, ids[0, ts.prompt_len:]).item())
+    return out
+
+
 def score_records(samples: list[Sample], predictions: list[str], length: int) -> list[dict]:
     if len(samples) != len(predictions):
         raise ValueError(f"{len(samples)} samples but {len(predictions)} predictions")
@@ -69,14 +92,14 @@ def score_records(samples: list[Sample], predictions: list[str], length: int) ->
              "prediction": p, "correct": score(p, s.answer)} for s, p in zip(samples, predictions)]
 
 
-def summarize(records: list[dict], tasks, lengths) -> dict:
-    """accuracy[task][str(length)] = mean correctness (None where no record)."""
+def summarize(records: list[dict], tasks, lengths, field: str = "correct") -> dict:
+    """accuracy[task][str(length)] = mean of ``field`` over records (None where no record)."""
     acc: dict[str, dict[str, float | None]] = {}
     for t in tasks:
         acc[t] = {}
         for L in lengths:
-            hits = [r["correct"] for r in records if r["task"] == t and r["length"] == L]
-            acc[t][str(L)] = sum(hits) / len(hits) if hits else None
+            vals = [r[field] for r in records if r["task"] == t and r["length"] == L and field in r]
+            acc[t][str(L)] = sum(vals) / len(vals) if vals else None
     return acc
 
 
@@ -116,14 +139,20 @@ def run_synthetic_suite(model, tokenizer, tasks=DEFAULT_TASKS, lengths=DEFAULT_L
         for L in kept:
             samples = build_samples(t, L, n, tok, filler_docs, seed, **task_options.get(t, {}))
             preds = decode_answers(model, tok, samples, L, batch_size, extra_tokens)
-            records += score_records(samples, preds, L)
+            recs = score_records(samples, preds, L)
+            for r, nll in zip(recs, answer_nll(model, tok, samples, L)):
+                r["answer_nll"] = nll
+            records += recs
             if progress:
-                done = [r["correct"] for r in records if r["task"] == t and r["length"] == L]
-                progress(f"{t:<13} {L:>6}: {sum(done)}/{len(done)}")
+                done = [r for r in records if r["task"] == t and r["length"] == L]
+                nll = sum(r["answer_nll"] for r in done) / len(done)
+                progress(f"{t:<13} {L:>6}: {sum(r['correct'] for r in done)}/{len(done)}, "
+                         f"answer NLL {nll:.3f}")
     result = {"tasks": list(tasks), "lengths": kept, "n": n, "seed": seed,
               "skipped": {str(L): f"prompt + answer budget exceeds max_position_embeddings={limit}"
                           for L in skipped},
-              "accuracy": summarize(records, tasks, kept), "records": records}
+              "accuracy": summarize(records, tasks, kept),
+              "answer_nll": summarize(records, tasks, kept, "answer_nll"), "records": records}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -133,5 +162,5 @@ def run_synthetic_suite(model, tokenizer, tasks=DEFAULT_TASKS, lengths=DEFAULT_L
     return result
 
 
-__all__ = ["DEFAULT_LENGTHS", "DEFAULT_TASKS", "EVAL_SEED", "build_samples", "decode_answers",
+__all__ = ["DEFAULT_LENGTHS", "DEFAULT_TASKS", "EVAL_SEED", "answer_nll", "build_samples", "decode_answers",
            "normalize", "plot_heatmap", "run_synthetic_suite", "score", "score_records", "summarize"]
