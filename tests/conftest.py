@@ -9,6 +9,11 @@ if not torch.cuda.is_available():
     # Must be set before anything imports triton: kernels then run in the CPU interpreter.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# Every test model is tiny: one thread is fastest, and on a shared 2-core box extra threads spin
+# against other processes (a 4 ms decode step became 130 ms). Set once for the whole session, so
+# module-scoped fixtures (trained backbones) get it too.
+torch.set_num_threads(1)
+
 _empty = torch.empty
 
 

@@ -87,7 +87,6 @@ def run_decode(preset: str, contexts, batches, rows=ROWS, device="cuda", rep: in
         cfg = config_for(preset, r)
         torch.manual_seed(0)
         model = build_model(cfg, device, torch.bfloat16 if on_gpu else torch.float32)
-        wb = weight_bytes(model, 1)
         for B in batches:
             for N in contexts:
                 need = cache_report(cfg, 2).per_sequence(N + 1) * B  # the weights are resident

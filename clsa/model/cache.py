@@ -128,11 +128,10 @@ class CLSACache:
         self._slots = None
         self.kv_start = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         hkv, d = c.num_key_value_heads, c.head_dim
-        if not c.is_yoco and c.layer_window is not None:  # swa: a ring buffer per layer
-            self.layers = [RingKV(self, c.layer_window, hkv, d, dtype) for _ in range(c.num_hidden_layers)]
-            self.shared, self.index_keys = None, {}
-        elif not c.is_yoco:
-            self.layers = [FullKV(self, hkv, d, dtype) for _ in range(c.num_hidden_layers)]
+        if not c.is_yoco:  # dense: every slot per layer; swa: a ring buffer of its window per layer
+            w = c.layer_window
+            self.layers = [FullKV(self, hkv, d, dtype) if w is None else RingKV(self, w, hkv, d, dtype)
+                           for _ in range(c.num_hidden_layers)]
             self.shared, self.index_keys = None, {}
         else:
             self.layers = [RingKV(self, c.sliding_window, hkv, d, dtype) for _ in range(c.num_self_layers)]

@@ -1,6 +1,5 @@
 """Routing metrics: exact on hand-made attention, a brute-force reference, real models."""
 
-import argparse
 import importlib.util
 import itertools
 import json
@@ -239,10 +238,9 @@ def test_hf_llama_model():
 
 
 def test_plots_and_cli(debug_ckpt, tmp_path, capsys):
-    from clsa.eval.cli import register
+    from clsa.cli import build_parser
 
-    parser = argparse.ArgumentParser(prog="clsa")
-    register(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()  # the real `clsa` command line
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.py").write_text("import os\nprint(os.getcwd())\n" * 30)

@@ -1,6 +1,5 @@
 """Synthetic-suite scoring (exact, on hand-made outputs), decoding, the suite end to end, `clsa eval`."""
 
-import argparse
 import json
 
 import pytest
@@ -141,10 +140,9 @@ def test_suite_end_to_end(tmp_path):
 
 
 def test_cli_eval(debug_ckpt, tmp_path, capsys):
-    from clsa.eval.cli import register
+    from clsa.cli import build_parser
 
-    parser = argparse.ArgumentParser(prog="clsa")
-    register(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser()  # the real `clsa` command line
     text = tmp_path / "docs"
     text.mkdir()
     (text / "a.txt").write_text("def f(x):\n    return x + 1\n" * 40)

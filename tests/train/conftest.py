@@ -3,6 +3,13 @@
 import pytest
 
 from clsa.train import ByteTokenizer, stdlib_corpus, train_bpe
+from tests.train.helpers import write_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A 12-file stdlib corpus folder for trainer runs."""
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.fixture(scope="session")

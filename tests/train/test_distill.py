@@ -17,13 +17,12 @@ from clsa.config import CLSAConfig
 from clsa.train.distill import kl_rows, served_layers, target_layers
 from clsa.train.distributed import is_indexer_param
 from clsa.train.trainer import train
-from tests.train.test_trainer import corpus, one_thread, read_log, small_args  # noqa: F401
+from tests.train.helpers import read_log, small_args
 
 
 @pytest.fixture(scope="module")
 def backbone(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("yoco")
-    torch.set_num_threads(1)
     train(small_args(corpus, out, seq_len=64, steps=80, lr=3e-2, min_lr=3e-3, warmup=5,
                      eval_every=0, eval_batches=1, save_every=0))
     return out
@@ -32,7 +31,6 @@ def backbone(corpus, tmp_path_factory):
 @pytest.fixture(scope="module")
 def distilled(corpus, backbone, tmp_path_factory):
     out = tmp_path_factory.mktemp("distill")
-    torch.set_num_threads(1)
     train(small_args(corpus, out, variant="clsa", stage="distill", from_checkpoint=str(backbone),
                      seq_len=64, steps=20, lr=1e-2, min_lr=1e-3, eval_every=10, save_every=0))
     return out

@@ -21,7 +21,7 @@ import torch
 from clsa.train.args import TrainArgs
 from clsa.train.distributed import DistEnv, wrap
 from clsa.train.trainer import train
-from tests.train.test_trainer import corpus, one_thread, read_log, small_args  # noqa: F401
+from tests.train.helpers import read_log, small_args
 
 RTOL = 2e-5
 REPO = Path(__file__).resolve().parents[2]

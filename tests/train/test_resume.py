@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from clsa.train.trainer import train
-from tests.train.test_trainer import corpus, one_thread, read_log, small_args  # noqa: F401
+from tests.train.helpers import read_log, small_args
 
 
 class Killed(Exception):
-    pass
+    """Raised by the on_step hook: stands in for the process dying mid-run."""
 
 
 def kill_after(k):

@@ -1,59 +1,16 @@
-"""Trainer: the loss goes down, the run folder is complete, inputs are checked, the CLI is whole.
-
-Helpers used by the other trainer tests live here: ``write_corpus`` (a dozen stdlib files read by
-path, so no test tokenizes the whole stdlib) and ``small_args`` (debug preset, 32-64 tokens).
-"""
+"""Trainer: the loss goes down, the run folder is complete, inputs are checked, the CLI is whole."""
 
 import json
 import math
-import sysconfig
-from pathlib import Path
 
 import pytest
-import torch
 
 from clsa.train.args import TrainArgs
 from clsa.train.checkpoint import init_from
 from clsa.train.corpus import DataError
 from clsa.train.schedule import lr_at
 from clsa.train.trainer import train
-
-_FILES = ("argparse.py", "ast.py", "base64.py", "bisect.py", "calendar.py", "csv.py",
-          "dataclasses.py", "difflib.py", "fractions.py", "heapq.py", "textwrap.py", "typing.py")
-
-
-def write_corpus(folder: Path) -> Path:
-    """12 stdlib sources, 12 KB each, as a corpus folder (11 train / 1 validation documents)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in _FILES:
-        (folder / name).write_text((root / name).read_text()[:12_000])
-    return folder
-
-
-def small_args(corpus: Path, out: Path, **kw) -> TrainArgs:
-    base = dict(preset="debug", variant="yoco", data=str(corpus), out_dir=str(out), seq_len=32,
-                batch_size=4, steps=10, lr=3e-3, min_lr=3e-4, warmup=2, eval_every=5,
-                eval_batches=2, save_every=5, progress=False)
-    return TrainArgs(**{**base, **kw})
-
-
-def read_log(out) -> list[dict]:
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (and other jobs share this machine's cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+from tests.train.helpers import read_log, small_args
 
 
 def test_thirty_steps_lower_the_loss_and_fill_the_run_folder(corpus, tmp_path):

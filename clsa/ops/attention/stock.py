@@ -29,10 +29,6 @@ def plain_causal_len(q_pos, k_pos, kv_start, window) -> int | None:
     return T
 
 
-def is_plain_causal(q_pos, k_pos, kv_start, window) -> bool:
-    return plain_causal_len(q_pos, k_pos, kv_start, window) is not None
-
-
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
               scale: float | None = None, query_chunk: int = 1024):
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
