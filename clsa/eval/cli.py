@@ -61,7 +61,7 @@ def cmd_eval(args) -> int:
         filler = docs if args.filler == "docs" else _docs(args.filler)
         res = run_synthetic_suite(model, tok, args.tasks, args.lengths, args.n, filler,
                                   args.gen_batch_size, out_dir=out, progress=print)
-        report["synthetic"] = {k: res[k] for k in ("accuracy", "lengths", "n", "skipped")}
+        report["synthetic"] = {k: res[k] for k in ("accuracy", "answer_nll", "lengths", "n", "skipped")}
         print(f"synthetic suite -> {out / 'synthetic.json'}, {out / 'synthetic.png'}")
     if args.lm_eval_tasks:
         if not args.lm_eval_data:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from clsa.config import PRESETS, VARIANTS, CLSAConfig
+from clsa.train.synthetic import TASKS
 
 STAGES = ("pretrain", "distill", "sparse")
 DEVICES = ("auto", "cpu", "cuda")
@@ -27,7 +28,8 @@ DTYPES = ("auto", "bf16", "fp32")
 PARALLEL = ("ddp", "fsdp2")
 # Settings a resumed run must share with its checkpoint: they fix the data and the objective.
 RESUME_MUST_MATCH = ("data", "max_docs", "val_fraction", "tokenizer", "seq_len", "seed",
-                     "synthetic_mix", "synthetic_len", "stage", "distill_target")
+                     "synthetic_mix", "synthetic_len", "synthetic_min_len", "synthetic_tasks",
+                     "stage", "distill_target")
 
 
 def _help(text: str, default):
@@ -66,6 +68,11 @@ class TrainArgs:
     seed: int = _help("seed for weights, data order and the split", 0)
     synthetic_mix: float = _help("share of rows replaced by synthetic long-context tasks", 0.0)
     synthetic_len: int | None = _help("tokens per synthetic row (None = seq_len)", None)
+    synthetic_min_len: int | None = _help("shortest synthetic row: lengths drawn log-uniformly "
+                                          "in [this, synthetic_len] (None = all synthetic_len)",
+                                          None)
+    synthetic_tasks: str | None = _help("comma-separated synthetic tasks, e.g. 'needle,mqar' "
+                                        "(None = all of clsa.train.synthetic.TASKS)", None)
     compile: bool = _help("torch.compile the model forward (pretrain stage)", False)
     device: str = _help("'auto' (cuda when available) | 'cpu' | 'cuda'", "auto")
     dtype: str = _help("'auto' (bf16 autocast on cuda, fp32 on cpu) | 'bf16' | 'fp32'", "auto")
@@ -97,6 +104,11 @@ class TrainArgs:
                "None or an integer >= 2 (train and validation need a document each)")
         _check(self.synthetic_len is None or _is_int(self.synthetic_len, 1), "synthetic_len",
                self.synthetic_len, "None or an integer >= 1")
+        _check(self.synthetic_min_len is None or _is_int(self.synthetic_min_len, 1),
+               "synthetic_min_len", self.synthetic_min_len, "None or an integer >= 1")
+        _check(self.synthetic_tasks is None or (isinstance(self.synthetic_tasks, str) and all(
+            t in TASKS for t in self.synthetic_tasks.split(","))), "synthetic_tasks",
+            self.synthetic_tasks, f"None or a comma-separated subset of {sorted(TASKS)}")
         _check(_is_num(self.lr) and self.lr > 0, "lr", self.lr, "a float > 0")
         _check(_is_num(self.min_lr) and 0 <= self.min_lr <= self.lr, "min_lr", self.min_lr,
                f"a float in [0, lr={self.lr}]")

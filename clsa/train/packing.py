@@ -13,11 +13,15 @@ Format legend
 
 With ``synthetic_mix`` = p, each window is, with probability p (drawn from (seed, k)), replaced
 by a synthetic task sample of ``synthetic_len`` tokens padded with <pad>; only its answer and
-<eos> are trained on. Everything is a function of (seed, k), so the state is one step counter.
+<eos> are trained on. With ``synthetic_min_len`` below ``synthetic_len`` each sample's length is
+drawn log-uniformly from [synthetic_min_len, synthetic_len]: short haystacks teach the retrieval
+heads fast, long ones make them reach far. Everything is a function of (seed, k), so the state
+is one step counter.
 
 Usage
     stream = PackedStream(train_docs, ByteTokenizer(), seq_len=1024, batch_size=8, seed=0,
-                          rank=rank, world_size=world, synthetic_mix=0.1, synthetic_len=1024)
+                          rank=rank, world_size=world, synthetic_mix=0.1, synthetic_len=1024,
+                          synthetic_min_len=256)
     batch = stream.next_batch()          # {"input_ids", "labels", "loss_mask"}
     state = stream.state_dict()          # save with the checkpoint
     stream.load_state_dict(state)        # continue with exactly the batches that came next
@@ -42,7 +46,8 @@ class PackedStream:
 
     def __init__(self, docs, tokenizer, seq_len: int, batch_size: int, seed: int,
                  rank: int = 0, world_size: int = 1, synthetic_mix: float = 0.0,
-                 synthetic_tasks=None, synthetic_len: int | None = None):
+                 synthetic_tasks=None, synthetic_len: int | None = None,
+                 synthetic_min_len: int | None = None):
         if len(docs) == 0:
             raise DataError("PackedStream got an empty document list; pass a non-empty corpus")
         if seq_len < 1 or batch_size < 1:
@@ -58,6 +63,11 @@ class PackedStream:
         self.synthetic_len = seq_len if synthetic_len is None else synthetic_len
         if not 1 <= self.synthetic_len <= seq_len:
             raise DataError(f"synthetic_len={synthetic_len} must be in [1, seq_len={seq_len}]")
+        self.synthetic_min_len = (self.synthetic_len if synthetic_min_len is None
+                                  else synthetic_min_len)
+        if not 1 <= self.synthetic_min_len <= self.synthetic_len:
+            raise DataError(f"synthetic_min_len={synthetic_min_len} must be in "
+                            f"[1, synthetic_len={self.synthetic_len}]")
         if synthetic_tasks is None:
             synthetic_tasks = list(TASKS)
         if not isinstance(synthetic_tasks, dict):
@@ -86,8 +96,8 @@ class PackedStream:
                             "(with <eos> separators); lower seq_len or add documents")
         if self.synthetic_mix > 0:
             for name, opts in self.synthetic_tasks.items():
-                # Fail now, not mid-training, when synthetic_len cannot hold a task.
-                make_sample(name, 0, self.synthetic_len, tokenizer, None, **opts)
+                # Fail now, not mid-training, when the shortest row cannot hold a task.
+                make_sample(name, 0, self.synthetic_min_len, tokenizer, None, **opts)
         self._epochs: dict[int, np.ndarray] = {}
         self.step = 0
 
@@ -117,9 +127,13 @@ class PackedStream:
             if rng.random() < self.synthetic_mix:
                 names = list(self.synthetic_tasks)
                 name = names[int(rng.integers(len(names)))]
-                sample = make_sample(name, int(rng.integers(2**62)), self.synthetic_len,
-                                     self.tokenizer, self._texts, **self.synthetic_tasks[name])
-                ids, mask = to_tokens(sample, self.tokenizer, self.synthetic_len)
+                seed, n = int(rng.integers(2**62)), self.synthetic_len
+                if self.synthetic_min_len < n:  # drawn only then: fixed-length streams unchanged
+                    lo, hi = np.log(self.synthetic_min_len), np.log(n + 1)
+                    n = min(int(np.exp(rng.uniform(lo, hi))), n)
+                sample = make_sample(name, seed, n, self.tokenizer, self._texts,
+                                     **self.synthetic_tasks[name])
+                ids, mask = to_tokens(sample, self.tokenizer, n)
                 tokens = np.full(T + 1, self.tokenizer.pad_id, dtype=np.int64)
                 keep = np.zeros(T + 1, dtype=bool)
                 tokens[:len(ids)] = ids.numpy()
@@ -148,13 +162,16 @@ class PackedStream:
             yield self.next_batch()
 
     def _fingerprint(self) -> dict:
-        return {
+        fp = {
             "seed": self.seed, "seq_len": self.seq_len, "batch_size": self.batch_size,
             "rank": self.rank, "world_size": self.world_size, "num_docs": len(self._texts),
             "tokens_per_epoch": self.tokens_per_epoch, "vocab_size": self.tokenizer.vocab_size,
             "synthetic_mix": self.synthetic_mix, "synthetic_len": self.synthetic_len,
             "synthetic_tasks": self.synthetic_tasks,
         }
+        if self.synthetic_min_len != self.synthetic_len:  # absent from fixed-length streams' states
+            fp["synthetic_min_len"] = self.synthetic_min_len
+        return fp
 
     def state_dict(self) -> dict:
         """The exact stream position plus the settings it is only valid for."""
@@ -163,8 +180,9 @@ class PackedStream:
     def load_state_dict(self, state: dict) -> None:
         """Resume at ``state["step"]``; raises DataError when the stream settings differ."""
         mine = self._fingerprint()
-        diff = [f"{k}: saved {state.get(k)!r}, now {v!r}" for k, v in mine.items()
-                if state.get(k) != v]
+        keys = [k for k in {**mine, **state} if k != "step"]
+        diff = [f"{k}: saved {state.get(k)!r}, now {mine.get(k)!r}" for k in keys
+                if state.get(k) != mine.get(k)]
         if diff:
             raise DataError("stream state does not match this PackedStream (" + "; ".join(diff)
                             + "); build the stream with the saved settings and data")

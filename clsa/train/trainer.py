@@ -164,7 +164,10 @@ class _Run:
 
         stream_kw = dict(seq_len=args.seq_len, batch_size=args.batch_size, seed=args.seed,
                          rank=env.rank, world_size=env.world_size,
-                         synthetic_mix=args.synthetic_mix, synthetic_len=args.synthetic_len)
+                         synthetic_mix=args.synthetic_mix, synthetic_len=args.synthetic_len,
+                         synthetic_min_len=args.synthetic_min_len,
+                         synthetic_tasks=(args.synthetic_tasks.split(",") if args.synthetic_tasks
+                                          else None))
         self.train_stream = PackedStream(train_docs, self.tokenizer, **stream_kw)
         self.val_stream = PackedStream(val_docs, self.tokenizer, **stream_kw)
         self.step = 0

@@ -108,6 +108,29 @@ def test_synthetic_rows_are_masked_except_the_answer(docs):
         assert check_answer(Sample("", prompt, "")) == TOK.decode(answer)
 
 
+def test_synthetic_lengths_span_the_range_and_resume(docs):
+    kwargs = dict(seq_len=600, batch_size=8, seed=3, synthetic_mix=1.0,
+                  synthetic_tasks=["needle"], synthetic_len=600, synthetic_min_len=150)
+    stream = PackedStream(docs, TOK, **kwargs)
+    batches = _batches(stream, 6)
+    # A row's sample ends with the last trained token (<eos>); the rest is <pad>.
+    lengths = [int(m.nonzero().max()) + 2 for b in batches for m in b["loss_mask"]]
+    assert 150 <= min(lengths) and max(lengths) <= 600
+    assert min(lengths) < 250 and max(lengths) > 450  # log-uniform: both ends are drawn
+    again = PackedStream(docs, TOK, **kwargs)
+    _batches(again, 3)
+    resumed = PackedStream(docs, TOK, **kwargs)
+    resumed.load_state_dict(again.state_dict())
+    assert _same(_batches(resumed, 3), batches[3:])
+    fixed = PackedStream(docs, TOK, **{**kwargs, "synthetic_min_len": None})
+    with pytest.raises(DataError, match="synthetic_min_len: saved 150, now None"):
+        fixed.load_state_dict(again.state_dict())
+    with pytest.raises(DataError, match="synthetic_min_len=700"):
+        PackedStream(docs, TOK, **{**kwargs, "synthetic_min_len": 700})
+    with pytest.raises(DataError, match="too short"):
+        PackedStream(docs, TOK, **{**kwargs, "synthetic_min_len": 20})
+
+
 def test_synthetic_mix_fraction(docs):
     stream = PackedStream(docs, TOK, seq_len=150, batch_size=20, seed=0, synthetic_mix=0.25,
                           synthetic_tasks=["needle"])

@@ -60,6 +60,8 @@ def test_missing_or_empty_corpus_folder_is_a_clear_error(tmp_path):
     ("distill_target", "layer:x", "'layer:<j>'"),
     ("min_lr", 1.0, "TrainArgs.min_lr=1.0"),
     ("overrides", {"attention_variant": "dense"}, "--variant"),
+    ("synthetic_tasks", "needle,haystack", "comma-separated subset"),
+    ("synthetic_min_len", 0, "TrainArgs.synthetic_min_len=0"),
 ])
 def test_train_args_name_the_bad_field(field, value, fragment):
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[")):
