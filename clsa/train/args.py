@@ -69,8 +69,9 @@ class TrainArgs:
     synthetic_mix: float = _help("share of rows replaced by synthetic long-context tasks", 0.0)
     synthetic_len: int | None = _help("tokens per synthetic row (None = seq_len)", None)
     synthetic_min_len: int | None = _help("shortest synthetic row: lengths drawn log-uniformly "
-                                          "in [this, synthetic_len] (None = all synthetic_len)",
-                                          None)
+                                          "in [this, synthetic_len], never below a sample's own "
+                                          "facts + question + answer (1 = from there; None = all "
+                                          "synthetic_len)", None)
     synthetic_tasks: str | None = _help("comma-separated synthetic tasks, e.g. 'needle,mqar' "
                                         "(None = all of clsa.train.synthetic.TASKS)", None)
     compile: bool = _help("torch.compile the model forward (pretrain stage)", False)

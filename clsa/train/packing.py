@@ -14,8 +14,9 @@ Format legend
 With ``synthetic_mix`` = p, each window is, with probability p (drawn from (seed, k)), replaced
 by a synthetic task sample of ``synthetic_len`` tokens padded with <pad>; only its answer and
 <eos> are trained on. With ``synthetic_min_len`` below ``synthetic_len`` each sample's length is
-drawn log-uniformly from [synthetic_min_len, synthetic_len]: short haystacks teach the retrieval
-heads fast, long ones make them reach far. Everything is a function of (seed, k), so the state
+drawn log-uniformly from [max(synthetic_min_len, m), synthetic_len], m = the sample's own length
+without filler (``synthetic.min_length``): short haystacks teach the retrieval heads fast, long
+ones make them reach far. Everything is a function of (seed, k), so the state
 is one step counter.
 
 Usage
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from clsa.train.corpus import DataError, Document
-from clsa.train.synthetic import TASKS, make_sample, to_tokens
+from clsa.train.synthetic import TASKS, make_sample, min_length, to_tokens
 
 
 class PackedStream:
@@ -96,8 +97,8 @@ class PackedStream:
                             "(with <eos> separators); lower seq_len or add documents")
         if self.synthetic_mix > 0:
             for name, opts in self.synthetic_tasks.items():
-                # Fail now, not mid-training, when the shortest row cannot hold a task.
-                make_sample(name, 0, self.synthetic_min_len, tokenizer, None, **opts)
+                # Fail now, not mid-training, when synthetic_len cannot hold a task.
+                make_sample(name, 0, self.synthetic_len, tokenizer, None, **opts)
         self._epochs: dict[int, np.ndarray] = {}
         self.step = 0
 
@@ -129,8 +130,10 @@ class PackedStream:
                 name = names[int(rng.integers(len(names)))]
                 seed, n = int(rng.integers(2**62)), self.synthetic_len
                 if self.synthetic_min_len < n:  # drawn only then: fixed-length streams unchanged
-                    lo, hi = np.log(self.synthetic_min_len), np.log(n + 1)
-                    n = min(int(np.exp(rng.uniform(lo, hi))), n)
+                    opts = self.synthetic_tasks[name]
+                    lo = max(self.synthetic_min_len,
+                             min_length(name, seed, self.tokenizer, **opts))
+                    n = min(int(np.exp(rng.uniform(np.log(min(lo, n)), np.log(n + 1)))), n)
                 sample = make_sample(name, seed, n, self.tokenizer, self._texts,
                                      **self.synthetic_tasks[name])
                 ids, mask = to_tokens(sample, self.tokenizer, n)

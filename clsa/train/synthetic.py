@@ -256,6 +256,15 @@ def _task_options(task: str, kwargs: dict) -> Callable[..., _Spec]:
     return builder
 
 
+def min_length(task: str, rng_seed: int, tokenizer, **task_kwargs) -> int:
+    """The shortest ``target_len`` ``make_sample`` accepts for this (task, rng_seed, kwargs):
+    facts + question + answer + <eos>, with no filler at all."""
+    spec = _task_options(task, task_kwargs)(random.Random(f"clsa-synthetic/{task}/{rng_seed}"),
+                                            **task_kwargs)
+    fixed = sum(len(ids) for ids in tokenizer.encode_many([*spec.facts, spec.question]))
+    return fixed + len(tokenizer.encode(spec.answer)) + 1
+
+
 def make_sample(task: str, rng_seed: int, target_len: int, tokenizer, filler_docs=None,
                 **task_kwargs) -> Sample:
     """A Sample whose ``to_tokens(sample, tokenizer, target_len)`` is exactly target_len long.
