@@ -2,8 +2,13 @@
 
     OUT=/tmp/out PYTHONPATH=. python benchmarks/gpu_session.py ops decode modes
 
-Environment: CONTEXTS, BATCHES (decode sweep), ROWS (comma-separated row names), STEM (file
-name of the result), THROUGHPUT=0 (modes: prefill and memory only), REP (do_bench replay time per point, ms).
+Environment: CONTEXTS, BATCHES (decode sweep; ops: the indexer top-k contexts and every op's
+batches, default 131072 and 1,8), ROWS (comma-separated row names), STEM (file name of the
+result), THROUGHPUT=0 (modes: prefill and memory only), REP (do_bench replay time per point, ms).
+
+ops: the indexer top-k at 16-bit and 8-bit keys side by side (``key_bits``, ``key_bytes`` and
+``floor_us``, one read of the keys at the copy bandwidth measured in the same run), decode
+attention and sparse decode at 128K.
 """
 
 import json
@@ -23,18 +28,28 @@ def dump(name, obj):
 
 def ops_bench():
     from clsa.bench.env import environment
+    from clsa.bench.floor import copy_bandwidth
     from clsa.ops.attention.bench import bench_decode_attention, bench_sparse_decode
     from clsa.ops.indexer_topk.bench import bench_indexer_topk
 
-    res = {"env": environment(), "indexer_topk": [], "decode_attention": [], "sparse_decode": []}
-    for B in (1, 8):
-        for fn, key, args in ((bench_indexer_topk, "indexer_topk", (B, 131072, 1, 128, 2048, torch.bfloat16)),
-                              (bench_decode_attention, "decode_attention", (B, 131072, 24, 8, 128, torch.bfloat16)),
-                              (bench_sparse_decode, "sparse_decode", (B, 131072, 2048, 24, 8, 128, 13, torch.bfloat16))):
+    bw = copy_bandwidth()
+    res = {"env": environment(), "copy_bandwidth_TBps": bw / 1e12, "indexer_topk": [],
+           "decode_attention": [], "sparse_decode": []}
+    contexts = [int(x) for x in os.environ.get("CONTEXTS", "131072").split(",")]
+    for B in [int(x) for x in os.environ.get("BATCHES", "1,8").split(",")]:
+        jobs = [(bench_indexer_topk, "indexer_topk", (B, S, 1, 128, 2048, torch.bfloat16),
+                 dict(key_bits=bits, bandwidth=bw)) for S in contexts for bits in (16, 8)]
+        jobs += [(bench_decode_attention, "decode_attention", (B, 131072, 24, 8, 128, torch.bfloat16),
+                  {}),
+                 (bench_sparse_decode, "sparse_decode",
+                  (B, 131072, 2048, 24, 8, 128, 13, torch.bfloat16), {})]
+        for fn, key, args, kwargs in jobs:
             try:
-                r = fn(*args)
+                r = fn(*args, **kwargs)
             except Exception as e:  # record and go on: one broken kernel must not hide the rest
-                r = {"error": repr(e), "trace": traceback.format_exc()[-2000:]}
+                r = {"S": args[1], **kwargs, "error": repr(e),
+                     "trace": traceback.format_exc()[-2000:]}
+                r.pop("bandwidth", None)
             r["B"] = B
             res[key].append(r)
             print(key, json.dumps(r, default=str), flush=True)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Several small training runs side by side on ONE GPU (a small model leaves most of an H100 idle),
 # each cut by a wall-clock cap, then every run evaluated (synthetic suite with teacher-forced
-# answer NLL; perplexity unless SKIP_PPL=1). Each SPECS line is "name|clsa arguments"; a name
-# may start from another run of the same sweep with --from "$RUN/<name>" (it then waits for it:
-# put it in a later WAVE, lines separated by a line holding only "--").
+# answer NLL; perplexity unless SKIP_PPL=1). Each SPECS line is "name|seconds|clsa arguments"
+# (seconds: the run's cap, empty = T_TRAIN). Lines up to a line holding only "--" form a wave;
+# a wave starts when the one before it has finished, so a run may start --from "$RUN/<name>" of
+# an earlier wave. A name written "+name" is not waited for by later waves, only at the end
+# (e.g. a from-scratch baseline that trains through every wave). Runs whose command is repeated
+# after a cap resume from their last checkpoint.
 #   OUT=/tmp/out SPECS="$(cat specs.txt)" T_TRAIN=400 bash benchmarks/quality_sweep.sh
 # Each run's log.jsonl and eval JSON land in $OUT as q-<name>.jsonl, q-eval-<name>.json.
-# CPU dry run: DEVICE=cpu PRESET=debug LENGTHS=512 EVAL_N=2 T_TRAIN=60 OUT=/tmp/o SPECS="a|train --variant yoco --steps 3 --seq-len 512 --synthetic-mix 1 --synthetic-min-len 400" bash benchmarks/quality_sweep.sh
+# CPU dry run: DEVICE=cpu PRESET=debug LENGTHS=256 EVAL_N=2 EVAL_SEQ=256 OUT=/tmp/o SPECS="a|60|train --variant yoco --steps 3 --seq-len 256 --synthetic-mix 1" bash benchmarks/quality_sweep.sh
+# benchmarks/quality_specs/ holds the SPECS of the committed comparisons.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 CLSA_BACKEND=${CLSA_BACKEND:-triton}
 RUN=${RUN:-/tmp/clsa-sweep}
@@ -17,11 +21,10 @@ EVAL="--device $DEVICE --lengths $LENGTHS --n ${EVAL_N:-40} --gen-batch-size 20 
 [ "${SKIP_PPL:-0}" = 1 ] && EVAL="$EVAL --skip-perplexity"
 mkdir -p "$RUN" "$OUT"
 
-train_one() {  # name, arguments...
-    local name=$1 t0=$SECONDS
-    shift
-    # shellcheck disable=SC2086
-    timeout "$T_TRAIN" python3 -m clsa.cli "$@" --preset "$PRESET" --device "$DEVICE" --no-progress \
+train_one() {  # name, seconds, arguments...
+    local name=$1 secs=${2:-$T_TRAIN} t0=$SECONDS
+    shift 2
+    timeout "$secs" python3 -m clsa.cli "$@" --preset "$PRESET" --device "$DEVICE" --no-progress \
         --out-dir "$RUN/$name" > "$RUN/$name.log" 2>&1
     echo "train $name: exit $? in $((SECONDS - t0)) s"
     cp "$RUN/$name/log.jsonl" "$OUT/q-$name.jsonl" 2>/dev/null
@@ -46,27 +49,36 @@ json.dump(rep, open(dst, "w"), indent=1, default=str)
 PY
 }
 
-names=()
+names=() detached=()
 wave() {  # the lines of one wave, trained side by side
-    local pids=() line
+    local pids=() line name rest secs
     while IFS= read -r line; do
         [ -z "$line" ] && continue
-        local name=${line%%|*} args=${line#*|}
+        name=${line%%|*} rest=${line#*|}
+        secs=${rest%%|*} rest=${rest#*|}
+        eval "set -- $rest"
+        if [ "${name:0:1}" = + ]; then
+            name=${name:1}
+            train_one "$name" "$secs" "$@" &
+            detached+=($!)
+        else
+            train_one "$name" "$secs" "$@" &
+            pids+=($!)
+        fi
         names+=("$name")
-        # shellcheck disable=SC2086
-        eval "set -- $args"
-        train_one "$name" "$@" &
-        pids+=($!)
     done <<< "$1"
-    wait "${pids[@]}"
+    [ ${#pids[@]} -gt 0 ] && wait "${pids[@]}"
 }
 block=""
 while IFS= read -r line; do
     if [ "$line" = "--" ]; then wave "$block"; block=""; else block+="$line"$'\n'; fi
 done <<< "$SPECS"
 [ -n "$block" ] && wave "$block"
+[ ${#detached[@]} -gt 0 ] && wait "${detached[@]}"
 
 pids=()
-for name in "${names[@]}"; do eval_one "$name" > "$RUN/evalsum-$name.txt" 2>&1 & pids+=($!); done
+for name in "${names[@]}"; do
+    case $name in *-distill) continue ;; esac  # an indexer stage: its model is the one it came from
+    eval_one "$name" > "$RUN/evalsum-$name.txt" 2>&1 & pids+=($!); done
 wait "${pids[@]}"
 cat "$RUN"/evalsum-*.txt

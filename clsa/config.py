@@ -13,6 +13,10 @@ Variants (``attention_variant``):
                 sliding-window attention (``sliding_window``); a constant-size cache, no
                 long-range retrieval beyond what the window stack carries.
 
+``indexer_key_bits`` = 8 stores the cached indexer keys as int8 with one fp32 scale per slot (an
+inference cache format: the decode-time indexer scan reads half the bytes); training and every
+forward without a cache use the unquantized keys. 16 (the default) keeps them in the model dtype.
+
 ``CLSAConfig.from_name("debug")`` returns a preset; keyword arguments override its fields.
 """
 
@@ -25,6 +29,7 @@ DENSE_STACK = ("dense", "swa")  # one layer stack, no cross-decoder
 SPARSE_VARIANTS = ("yoco-dsa", "indexcache", "clsa")
 INDEXER_SCORING = ("dot", "relu")
 INDEXER_ROPE = ("neox", "none")
+INDEXER_KEY_BITS = (16, 8)
 
 PRESETS: dict[str, dict] = {
     # Tiny, for tests: every code path in well under a second on CPU.
@@ -81,6 +86,7 @@ class CLSAConfig(PreTrainedConfig):
         indexer_head_dim: int = 8,
         indexer_scoring: str = "dot",
         indexer_rope: str = "neox",
+        indexer_key_bits: int = 16,
         index_top_k: int = 2048,
         max_position_embeddings: int = 4096,
         rope_theta: float = 10000.0,
@@ -110,6 +116,7 @@ class CLSAConfig(PreTrainedConfig):
         self.indexer_head_dim = indexer_head_dim
         self.indexer_scoring = indexer_scoring
         self.indexer_rope = indexer_rope
+        self.indexer_key_bits = indexer_key_bits
         self.index_top_k = index_top_k
         self.max_position_embeddings = max_position_embeddings
         self.rope_theta = rope_theta
@@ -144,6 +151,8 @@ class CLSAConfig(PreTrainedConfig):
                f"one of {INDEXER_SCORING}")
         _check(self.indexer_rope in INDEXER_ROPE, "indexer_rope", self.indexer_rope,
                f"one of {INDEXER_ROPE}")
+        _check(isinstance(self.indexer_key_bits, int) and self.indexer_key_bits in INDEXER_KEY_BITS,
+               "indexer_key_bits", self.indexer_key_bits, f"one of {INDEXER_KEY_BITS}")
         if self.is_yoco:
             _check(isinstance(self.num_self_layers, int) and
                    1 <= self.num_self_layers < self.num_hidden_layers, "num_self_layers",

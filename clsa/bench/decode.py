@@ -13,6 +13,7 @@ from clsa import ops
 from clsa.config import CLSAConfig
 from clsa.engine import Decoder
 from clsa.model import CLSAForCausalLM
+from clsa.model.cache import QuantKeys
 
 
 def build_model(config: CLSAConfig, device="cuda", dtype=torch.bfloat16):
@@ -45,8 +46,12 @@ def fill_cache(cache, context: int, seed: int = 0) -> None:
             rand_(layer.k.buf), rand_(layer.v.buf)
     if cache.shared is not None:
         rand_(cache.shared.k.buf), rand_(cache.shared.v.buf)
-    for buf in cache.index_keys.values():
-        rand_(buf.buf)
+    for keys in cache.index_keys.values():
+        if isinstance(keys, QuantKeys):  # 8-bit: int8 entries and positive per-slot scales
+            keys.k.buf.random_(-127, 128, generator=g)
+            keys.scale.buf.uniform_(0.5 / 127, 4 / 127, generator=g)
+        else:
+            rand_(keys.buf)
     cache.seen = context
     cache.pos.fill_(context)
     cache.kv_start.zero_()

@@ -7,14 +7,17 @@ Counted per step for batch B at context N (bf16 = 2 bytes):
     dense       every layer reads its own K/V: L * 2 * B * N * Hkv * D * 2 (swa: min(N, W) rows)
     yoco*       each self-decoder layer reads its window: Ls * 2 * B * W * Hkv * D * 2
     yoco        + every cross layer reads the whole shared K/V: Lc * 2 * B * N * Hkv * D * 2
-    sparse      + per indexer call: the indexer keys B * N * Di * 2 and one gather of the K
-                selected rows 2 * B * K * Hkv * D * 2 (the compact buffer the layers then re-read
-                stays in L2 and is not counted: a lower bound)
+    sparse      + per indexer call: the indexer keys B * N * Di * 2 (8-bit keys: B * N * (Di + 4),
+                int8 entries and an fp32 scale per slot) and one gather of the K selected rows
+                2 * B * K * Hkv * D * 2 (the compact buffer the layers then re-read stays in L2
+                and is not counted: a lower bound)
 """
 
 from __future__ import annotations
 
 import torch
+
+from clsa.model.memory import indexer_key_bytes
 
 
 def weight_bytes(model, batch_size: int) -> int:
@@ -36,7 +39,7 @@ def cache_bytes_read(config, batch_size: int, context: int, elem: int = 2) -> in
         return total + c.num_cross_layers * B * N * row
     calls = len(c.indexer_layers())
     k = min(c.index_top_k, N)
-    return total + calls * (B * N * c.indexer_head_dim * elem + B * k * row)
+    return total + calls * (B * N * indexer_key_bytes(c, elem) + B * k * row)
 
 
 def copy_bandwidth(nbytes: int = 2 << 30) -> float:

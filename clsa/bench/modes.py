@@ -65,12 +65,7 @@ def cache_memory(model, batch: int, context: int) -> dict:
     if gpu:
         measured = torch.cuda.memory_allocated() - before
     else:  # the bytes of every buffer the cache allocated
-        c = dec.cache
-        bufs = [t for layer in c.layers for t in (layer.k, layer.v)]
-        bufs = [b.buf if hasattr(b, "buf") else b for b in bufs]
-        if c.shared is not None:
-            bufs += [c.shared.k.buf, c.shared.v.buf] + [b.buf for b in c.index_keys.values()]
-        measured = sum(b.numel() * b.element_size() for b in bufs)
+        measured = sum(b.numel() * b.element_size() for b in dec.cache.buffers())
     elem = next(model.parameters()).element_size()
     del dec
     return {"B": batch, "N": context, "measured_bytes": measured,

@@ -30,21 +30,25 @@ class Row:
     variant: str
     backend: str
     refresh_every: int = 1
+    key_bits: int = 16  # indexer_key_bits: 8 = the int8 indexer key cache
 
     @property
     def name(self) -> str:
         g = f"(G={self.refresh_every})" if self.variant == "indexcache" else ""
-        return f"{self.variant}{g}/{self.backend}"
+        k = "(k8)" if self.key_bits == 8 else ""
+        return f"{self.variant}{g}{k}/{self.backend}"
 
 
 ROWS = (Row("dense", "torch"), Row("dense", "triton"), Row("yoco", "torch"), Row("yoco", "triton"),
         Row("yoco-dsa", "torch"), Row("yoco-dsa", "triton"), Row("indexcache", "torch", 4),
-        Row("indexcache", "triton", 4), Row("clsa", "torch"), Row("clsa", "triton"))
+        Row("indexcache", "triton", 4), Row("clsa", "torch"), Row("clsa", "triton"),
+        Row("clsa", "triton", key_bits=8))
 
 
 def config_for(preset: str, row: Row, **overrides) -> CLSAConfig:
     return CLSAConfig.from_name(preset, attention_variant=row.variant,
-                                index_refresh_every=row.refresh_every, **overrides)
+                                index_refresh_every=row.refresh_every,
+                                indexer_key_bits=row.key_bits, **overrides)
 
 
 def check_row(row: Row, device: str, steps: int = 8) -> dict:

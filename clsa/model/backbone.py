@@ -22,6 +22,7 @@ from torch import nn
 
 from clsa import ops
 from clsa.model.attention import Block, CrossAttention, SelfAttention
+from clsa.model.cache import IndexKeys
 from clsa.model.indexer import Indexer
 from clsa.model.layers import RMSNorm, Rope
 
@@ -98,12 +99,12 @@ class CLSABackbone(nn.Module):
             return self.norm(h[:, T - n:])
         h_sd = self.self_decode(h, positions, q_pos, kv_start, cache)
         k, v = self.shared_kv(h_sd, positions)
-        keys = {i: ix.keys(h_sd, positions) for i, ix in self.indexers().items()}
+        keys = {i: IndexKeys(ix.keys(h_sd, positions)) for i, ix in self.indexers().items()}
         if cache is None:
             shared = (k, v, q_pos)
-        else:
+        else:  # 8-bit index keys are quantized here, on their way into the cache
             shared = cache.shared.update(k, v, q_pos)
-            keys = {i: cache.write_index_keys(i, kk, q_pos) for i, kk in keys.items()}
+            keys = {i: cache.write_index_keys(i, kk.k, q_pos) for i, kk in keys.items()}
             cache.advance(T)
         if n == 0:
             return h_sd[:, :0]
@@ -122,7 +123,7 @@ class CLSABackbone(nn.Module):
         for i, blk in enumerate(self.cross_layers):
             indexer = self.indexer if (i == 0 and self.indexer is not None) else blk.indexer
             if sparse and indexer is not None:
-                idx = indexer(h, positions, q_pos, kv_start, keys[i])
+                idx = indexer(h, positions, q_pos, kv_start, keys[i].k, k_scale=keys[i].scale)
                 calls += 1
                 gathered = None
                 if gather_once:

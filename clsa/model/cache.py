@@ -4,7 +4,9 @@ Shape legend (B sequences that share one slot counter; slot = place in the padde
     dense      per layer:   k, v [B, cap, Hkv, D]        every layer keeps every token
     yoco*      per self-decoder layer: ring k, v [B, W, Hkv, D] + ring_pos [W] (slot or -1)
                shared:      k, v [B, cap, Hkv, D]        ONE K/V for all cross-decoder layers
-               index keys:  {indexer id: [B, cap, Di]}   one key per slot per indexer
+               index keys:  {indexer id: [B, cap, Di]}   one key per slot per indexer, in the
+                            cache dtype; with indexer_key_bits = 8: int8 [B, cap, Di] plus one
+                            fp32 scale per slot [B, cap] (quantized on write)
     kv_start   [B] int      first valid slot per sequence (left padding before it)
 
 Buffers grow by doubling (eager use) or are allocated once at ``max_length`` (static use, e.g.
@@ -17,7 +19,19 @@ sit between a prompt and its continuation.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+
+from clsa.ops.indexer_topk.quant import quantize_keys
+
+
+class IndexKeys(NamedTuple):
+    """Cached indexer keys as the indexer reads them: ``k`` [B, S, Di] (int8 when 8-bit) and
+    ``scale`` [B, S] fp32, the per-slot scale of 8-bit keys (None for keys in the cache dtype)."""
+
+    k: torch.Tensor
+    scale: torch.Tensor | None = None
 
 
 class _Growing:
@@ -50,6 +64,24 @@ class _Growing:
 
     def reorder(self, beam_idx):
         self.buf = self.buf.index_select(0, beam_idx.to(self.buf.device))
+
+
+class QuantKeys:
+    """8-bit indexer keys of every slot: int8 [B, cap, Di] and one fp32 scale per slot [B, cap]
+    (symmetric absmax, ``quantize_keys``). Both buffers are written at the same slots, so static
+    mode stays graph-safe."""
+
+    def __init__(self, parent, di):
+        self.k = _Growing(parent, (di,), torch.int8)
+        self.scale = _Growing(parent, (), torch.float32)
+
+    def write(self, keys, q_pos) -> IndexKeys:
+        k_q, k_scale = quantize_keys(keys)
+        return IndexKeys(self.k.write(k_q, q_pos), self.scale.write(k_scale, q_pos))
+
+    def reorder(self, beam_idx):
+        self.k.reorder(beam_idx)
+        self.scale.reorder(beam_idx)
 
 
 class FullKV:
@@ -136,15 +168,29 @@ class CLSACache:
         else:
             self.layers = [RingKV(self, c.sliding_window, hkv, d, dtype) for _ in range(c.num_self_layers)]
             self.shared = FullKV(self, hkv, d, dtype)
-            self.index_keys = {i: _Growing(self, (c.indexer_head_dim,), dtype) for i in c.indexer_layers()}
+            self.index_keys = {i: QuantKeys(self, c.indexer_head_dim) if c.indexer_key_bits == 8
+                               else _Growing(self, (c.indexer_head_dim,), dtype)
+                               for i in c.indexer_layers()}
 
     def slot_positions(self, n: int):
         if self._slots is None or self._slots.shape[1] != n:
             self._slots = torch.arange(n, device=self.device).expand(self.batch_size, n)
         return self._slots
 
-    def write_index_keys(self, i: int, keys, q_pos):
-        return self.index_keys[i].write(keys, q_pos)
+    def write_index_keys(self, i: int, keys, q_pos) -> IndexKeys:
+        """Store indexer ``i``'s keys [B, T, Di] of the new slots (quantized when 8-bit); returns
+        every cached key as the indexer reads it."""
+        out = self.index_keys[i].write(keys, q_pos)
+        return out if isinstance(out, IndexKeys) else IndexKeys(out)
+
+    def buffers(self) -> list[torch.Tensor]:
+        """Every K/V and indexer-key buffer (scales included): the bytes ``cache_report`` counts."""
+        kv = [t for layer in self.layers for t in (layer.k, layer.v)]
+        if self.shared is not None:
+            kv += [self.shared.k, self.shared.v]
+        for keys in self.index_keys.values():
+            kv += [keys.k, keys.scale] if isinstance(keys, QuantKeys) else [keys]
+        return [b.buf if isinstance(b, _Growing) else b for b in kv]
 
     def check_room(self, n: int) -> None:
         if self.max_length is not None and self.seen + n > self.max_length:

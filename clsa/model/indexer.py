@@ -4,12 +4,20 @@ Shape legend
     h_kv     [B, T, C]   self-decoder output (the shared K/V side): one indexer key per slot
     h_q      [B, Tq, C]  the query side: the self-decoder output for clsa, the layer's own input
                          for per-layer (yoco-dsa) and every-G-layers (indexcache) indexers
-    keys     [B, S, Di]  cached indexer keys, shared by the Hi indexer heads
+    keys     [B, S, Di]  cached indexer keys, shared by the Hi indexer heads; int8 with
+                         k_scale [B, S] fp32 when the cache stores 8-bit keys
     idx      [B, Tq, K]  int32 selected slots, -1 padded
 
 Keys are computed once per token from the self-decoder output, so YOCO's early exit stays exact:
 no indexer input depends on cross-decoder states of prompt tokens. Rotary (``indexer_rope="neox"``)
 rotates all Di dims in the NeoX half-split layout, at each token's rotary position.
+
+8-bit keys (``indexer_key_bits=8``) are an inference cache format: the cache quantizes each slot's
+key on write (int8 + one fp32 scale, ``clsa.ops.indexer_topk.quant``) and ``forward`` scores the
+int8 keys with ``k_scale``. Without a cache (training, the full forward, the distillation student
+``scores``) the keys stay unquantized, in full precision; a cached decode with 8-bit keys therefore
+routes with slightly perturbed scores, and equals the full forward only where that perturbation
+leaves the top-k set unchanged.
 """
 
 from __future__ import annotations
@@ -58,9 +66,11 @@ class Indexer(nn.Module):
         q, w = self.queries(h_q, rope)
         return ops.indexer_scores(q, keys, w, q_pos, kv_start, self.scoring, self.scale)
 
-    def forward(self, h_q, rope, q_pos, kv_start, keys):
-        """Top-k slots per query: [B, Tq, top_k] int32, -1 padded. One call = one routing pass."""
+    def forward(self, h_q, rope, q_pos, kv_start, keys, k_scale=None):
+        """Top-k slots per query: [B, Tq, top_k] int32, -1 padded. One call = one routing pass.
+        ``k_scale`` [B, S] fp32: ``keys`` are a cache's int8 keys, the key of slot j being
+        keys[:, j] * k_scale[:, j]."""
         q, w = self.queries(h_q, rope)
         return ops.indexer_topk(q.detach(), keys.detach(), None if w is None else w.detach(),
                                 q_pos, kv_start, self.index_top_k, self.scoring, self.scale,
-                                query_chunk=self.query_chunk)
+                                query_chunk=self.query_chunk, k_scale=k_scale)

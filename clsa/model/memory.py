@@ -6,7 +6,8 @@
 
 per_token: bytes every extra context token adds (all layers' K/V for dense; the ONE shared K/V
 plus each indexer's key for the YOCO family). per_sequence_fixed: bytes that do not grow with the
-context (the self-decoder's sliding-window ring buffers).
+context (the self-decoder's sliding-window ring buffers). An indexer key takes Di * dtype_bytes,
+or Di + 4 with ``indexer_key_bits=8`` (int8 entries and one fp32 scale per slot).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class CacheReport:
         return self.per_sequence_fixed + self.per_token * context
 
 
+def indexer_key_bytes(config: CLSAConfig, dtype_bytes: int = 2) -> int:
+    """Bytes of one slot's key of one indexer: Di * dtype_bytes, or Di + 4 when 8-bit."""
+    if config.indexer_key_bits == 8:
+        return config.indexer_head_dim + 4
+    return config.indexer_head_dim * dtype_bytes
+
+
 def cache_report(config: CLSAConfig, dtype_bytes: int = 2) -> CacheReport:
     c = config
     row = 2 * c.num_key_value_heads * c.head_dim * dtype_bytes  # one token's K and V
@@ -36,7 +44,7 @@ def cache_report(config: CLSAConfig, dtype_bytes: int = 2) -> CacheReport:
     if not c.is_yoco:
         kv = c.num_hidden_layers * row
         return CacheReport(c.attention_variant, kv, 0, kv, 0)
-    idx = (len(c.indexer_layers()) * c.indexer_head_dim * dtype_bytes) if c.is_sparse else 0
+    idx = len(c.indexer_layers()) * indexer_key_bytes(c, dtype_bytes) if c.is_sparse else 0
     ring = c.num_self_layers * c.sliding_window * row
     return CacheReport(c.attention_variant, row + idx, ring, row, idx)
 

@@ -28,7 +28,7 @@ DTYPES = ("auto", "bf16", "fp32")
 PARALLEL = ("ddp", "fsdp2")
 # Settings a resumed run must share with its checkpoint: they fix the data and the objective.
 RESUME_MUST_MATCH = ("data", "max_docs", "val_fraction", "tokenizer", "seq_len", "seed",
-                     "synthetic_mix", "synthetic_len", "synthetic_min_len", "synthetic_tasks",
+                     "synthetic_mix", "synthetic_len", "synthetic_min_len", "synthetic_tasks", "synthetic_weight",
                      "stage", "distill_target")
 
 
@@ -72,6 +72,8 @@ class TrainArgs:
                                           "in [this, synthetic_len], never below a sample's own "
                                           "facts + question + answer (1 = from there; None = all "
                                           "synthetic_len)", None)
+    synthetic_weight: float = _help("loss weight of each synthetic answer token (text tokens: 1)",
+                                    1.0)
     synthetic_tasks: str | None = _help("comma-separated synthetic tasks, e.g. 'needle,mqar' "
                                         "(None = all of clsa.train.synthetic.TASKS)", None)
     compile: bool = _help("torch.compile the model forward (pretrain stage)", False)
@@ -113,7 +115,7 @@ class TrainArgs:
         _check(_is_num(self.lr) and self.lr > 0, "lr", self.lr, "a float > 0")
         _check(_is_num(self.min_lr) and 0 <= self.min_lr <= self.lr, "min_lr", self.min_lr,
                f"a float in [0, lr={self.lr}]")
-        for name in ("weight_decay", "grad_clip", "kl_weight"):
+        for name in ("weight_decay", "grad_clip", "kl_weight", "synthetic_weight"):
             _check(_is_num(getattr(self, name)) and getattr(self, name) >= 0, name,
                    getattr(self, name), "a float >= 0")
         _check(_is_num(self.val_fraction) and 0 < self.val_fraction < 1, "val_fraction",

@@ -34,7 +34,9 @@ LATEST = "latest"
 WEIGHTS = "model.safetensors"
 _CONFIG_FIELDS = [p for p in inspect.signature(CLSAConfig.__init__).parameters
                   if p not in ("self", "kwargs", "use_cache", "query_chunk_size",
-                               "self_decoder_chunk")]  # runtime knobs, free to change
+                               "self_decoder_chunk", "indexer_key_bits")]
+# ^ runtime knobs, free to change (indexer_key_bits: an inference cache format; training never
+#   quantizes, so checkpoints from before the field existed resume as they are)
 
 
 def step_dir_name(step: int) -> str:

@@ -5,7 +5,10 @@ not trained); logits [B, T, V] fp32.
 
 Every objective returns float SUMS (summed over ranks by the trainer, then turned into means by
 ``summarize``), so logged numbers are exact global means whatever the world size:
-    ce, tokens                    LM cross-entropy summed over trained tokens, their count
+    ce, tokens                    LM cross-entropy summed over trained tokens, their count; both
+                                  weighted by ``token_weights`` (synthetic_weight on the answer
+                                  tokens of synthetic rows, 1 elsewhere)
+    ce_answer, answer_tokens      unweighted cross-entropy and count of synthetic answer tokens
     kl, rows                      indexer KL summed over query rows (of every indexer), rows
     recall, recall_rows           target mass inside the top-k, over rows with > k visible keys
     trivial_rows                  rows with <= k visible keys (recall 1 by construction)
@@ -24,6 +27,17 @@ import torch.nn.functional as F
 
 from clsa.model.backbone import cross_states
 from clsa.train.distill import indexer_objective, target_layers
+
+
+def token_weights(batch, synthetic_weight: float):
+    """[B, T] fp32 loss weight per label: 0 where not trained, ``synthetic_weight`` on the trained
+    tokens of synthetic rows, 1 on text. A synthetic answer is a handful of tokens beside whole
+    text rows, so a weight above 1 keeps retrieval from drowning in the LM loss."""
+    trained = (batch["labels"] != -100).float()
+    if synthetic_weight == 1.0:
+        return trained
+    row = torch.where(batch["synthetic"], synthetic_weight, 1.0).to(trained.device)
+    return trained * row[:, None]
 
 
 class Objective:
@@ -54,11 +68,16 @@ class Objective:
         with self.autocast():
             logits = self.forward(batch["input_ids"], use_cache=False).logits
         labels = batch["labels"]
-        ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                             ignore_index=-100, reduction="sum")
+        per = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                              ignore_index=-100, reduction="none").view(labels.shape)
+        w = token_weights(batch, self.args.synthetic_weight)
+        ce = (per * w).sum()
         if scale is not None:
             (ce * scale).backward()
-        return {"ce": float(ce.detach()), "tokens": float((labels != -100).sum())}
+        # Every rank reports the same keys (they are summed across ranks), answers or not.
+        answers = (labels != -100) & batch["synthetic"].to(labels.device)[:, None]
+        return {"ce": float(ce.detach()), "tokens": float(w.sum()),
+                "ce_answer": float(per.detach()[answers].sum()), "answer_tokens": float(answers.sum())}
 
     def _indexer(self, batch, scale: float, selected) -> dict:
         with torch.no_grad(), self.autocast():
@@ -98,6 +117,8 @@ class Objective:
         m = {}
         if "tokens" in sums:
             m["lm_loss"] = sums["ce"] / max(sums["tokens"], 1.0)
+        if sums.get("answer_tokens"):
+            m["answer_loss"] = sums["ce_answer"] / sums["answer_tokens"]
         if "rows" in sums:
             m["kl"] = sums["kl"] / max(sums["rows"], 1.0)
             m["recall"] = (sums["recall"] / sums["recall_rows"]) if sums["recall_rows"] else None

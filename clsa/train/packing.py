@@ -10,6 +10,7 @@ Format legend
     input_ids   [B, T] int64   window[:-1]
     labels      [B, T] int64   window[1:], -100 where loss_mask is False
     loss_mask   [B, T] bool    False on <pad> and on the prompt of synthetic rows
+    synthetic   [B] bool       the row is a synthetic task sample (its trained tokens: the answer)
 
 With ``synthetic_mix`` = p, each window is, with probability p (drawn from (seed, k)), replaced
 by a synthetic task sample of ``synthetic_len`` tokens padded with <pad>; only its answer and
@@ -120,8 +121,8 @@ class PackedStream:
             return head
         return np.concatenate([head, self._epoch(e + 1)[:T + 1 - len(head)]])
 
-    def _window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens [T + 1] and per-token loss mask [T + 1] of global window ``k``."""
+    def _window(self, k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Tokens [T + 1], per-token loss mask [T + 1] of global window ``k``, is-synthetic."""
         T = self.seq_len
         if self.synthetic_mix > 0:
             rng = np.random.default_rng([self.seed, k, 1])
@@ -141,8 +142,8 @@ class PackedStream:
                 keep = np.zeros(T + 1, dtype=bool)
                 tokens[:len(ids)] = ids.numpy()
                 keep[:len(mask)] = mask.numpy()
-                return tokens, keep
-        return self._text_window(k).astype(np.int64), np.ones(T + 1, dtype=bool)
+                return tokens, keep, True
+        return self._text_window(k).astype(np.int64), np.ones(T + 1, dtype=bool), False
 
     @property
     def epoch(self) -> int:
@@ -151,14 +152,15 @@ class PackedStream:
         return k * self.seq_len // self.tokens_per_epoch
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        """The next batch of this rank: input_ids, labels, loss_mask, each [B, T]."""
+        """The next batch of this rank: input_ids, labels, loss_mask [B, T]; synthetic [B]."""
         first = (self.step * self.world_size + self.rank) * self.batch_size
         rows = [self._window(k) for k in range(first, first + self.batch_size)]
         tokens = torch.from_numpy(np.stack([r[0] for r in rows]))
         mask = torch.from_numpy(np.stack([r[1] for r in rows]))[:, 1:]
         labels = tokens[:, 1:].masked_fill(~mask, -100)
         self.step += 1
-        return {"input_ids": tokens[:, :-1].contiguous(), "labels": labels, "loss_mask": mask}
+        return {"input_ids": tokens[:, :-1].contiguous(), "labels": labels, "loss_mask": mask,
+                "synthetic": torch.tensor([r[2] for r in rows])}
 
     def __iter__(self):
         while True:

@@ -42,7 +42,7 @@ from clsa.train.args import TrainArgs
 from clsa.train.checkpoint import (check_resumable, init_from, latest_checkpoint,
                                    load_checkpoint, save_checkpoint, source_tokenizer)
 from clsa.train.corpus import Corpus, DataError, folder_corpus, split_train_val, stdlib_corpus
-from clsa.train.objectives import Objective
+from clsa.train.objectives import Objective, token_weights
 from clsa.train.packing import PackedStream
 from clsa.train.runlog import RunLog, plot_log
 from clsa.train.schedule import CosineSchedule
@@ -260,7 +260,7 @@ class _Run:
         start = time.perf_counter()
         lr = self.schedule.apply(step)
         batches = [self._batch(self.train_stream) for _ in range(a.grad_accum)]
-        local = float(sum(int((b["labels"] != -100).sum()) for b in batches))
+        local = float(sum(float(token_weights(b, a.synthetic_weight).sum()) for b in batches))
         global_tokens = env.sum([local])[0]
         sums: dict = {}
         for k, batch in enumerate(batches):

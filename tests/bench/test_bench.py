@@ -90,6 +90,27 @@ def test_floor_bytes_by_hand(variant, G):
     assert cache_bytes_read(c, 1, 100) == layers * 100 * row + calls * (100 * 128 * 2 + 100 * row)
 
 
+@pytest.mark.parametrize("variant,calls", [("clsa", 1), ("yoco-dsa", 13)])
+def test_floor_bytes_of_int8_index_keys(variant, calls):
+    # 8-bit keys: one byte per entry plus one fp32 scale per slot, instead of 2 bytes per entry
+    c16 = CLSAConfig.from_name("yoco-3b", attention_variant=variant)
+    c8 = CLSAConfig.from_name("yoco-3b", attention_variant=variant, indexer_key_bits=8)
+    B, N = 4, 131072
+    assert cache_bytes_read(c16, B, N) - cache_bytes_read(c8, B, N) == calls * B * N * (256 - 132)
+
+
+def test_fill_cache_and_cpu_step_with_int8_index_keys():
+    from clsa.bench.decode import decode_step_fn
+    from clsa.bench.suite import ROWS, config_for
+
+    row = next(r for r in ROWS if r.name == "clsa(k8)/triton")
+    model = build_model(config_for("debug", row), "cpu", torch.float32)
+    step, dec = decode_step_fn(model, 2, 40)
+    keys = dec.cache.index_keys[0]
+    assert keys.k.buf.dtype == torch.int8 and (keys.scale.buf > 0).all()
+    assert step().shape == (2, model.config.vocab_size)
+
+
 def test_weight_bytes_count_the_embedding_rows_read():
     cfg = CLSAConfig.from_name("debug", tie_word_embeddings=False)
     model = build_model(cfg, "cpu", torch.float32)

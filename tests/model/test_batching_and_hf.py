@@ -129,6 +129,8 @@ def test_bad_input_gives_clear_errors():
     ("num_key_value_heads", 3, "divisor"), ("num_self_layers", 4, "num_self_layers"),
     ("index_top_k", -1, "index_top_k"), ("indexer_scoring", "cos", "indexer_scoring"),
     ("head_dim", 7, "even"), ("indexer_rope", "gptj", "indexer_rope"), ("sliding_window", 1.5, "sliding_window"),
+    ("indexer_key_bits", 4, r"indexer_key_bits=4 is invalid: allowed one of \(16, 8\)"),
+    ("indexer_key_bits", 8.0, "indexer_key_bits"),
 ])
 def test_invalid_config_values_name_the_field(field, value, match):
     with pytest.raises(ValueError, match=match):

@@ -39,7 +39,8 @@ def _stream_tokens(batches):
 
 def test_shapes_and_shifted_labels(docs):
     batch = PackedStream(docs, TOK, seq_len=64, batch_size=4, seed=0).next_batch()
-    assert set(batch) == {"input_ids", "labels", "loss_mask"}
+    assert set(batch) == {"input_ids", "labels", "loss_mask", "synthetic"}
+    assert batch["synthetic"].shape == (4,) and not batch["synthetic"].any()
     dtypes = {"input_ids": torch.long, "labels": torch.long, "loss_mask": torch.bool}
     for key, dtype in dtypes.items():
         assert batch[key].shape == (4, 64) and batch[key].dtype == dtype
@@ -98,6 +99,7 @@ def test_synthetic_rows_are_masked_except_the_answer(docs):
                           synthetic_tasks=["needle", "multi_needle", "mqar", "var_track"],
                           synthetic_len=450)
     batch = stream.next_batch()
+    assert batch["synthetic"].all()
     assert torch.equal(batch["labels"] == -100, ~batch["loss_mask"])
     for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["loss_mask"]):
         assert (ids[450:] == TOK.pad_id).all() and not mask[449:].any()

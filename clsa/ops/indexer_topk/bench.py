@@ -2,7 +2,9 @@
 sweep of the Triton tilings, and an sm_90 compile report that needs no GPU.
 
     python -c "from clsa.ops.indexer_topk.bench import bench_indexer_topk as b; print(b(1))"
+    python -c "from clsa.ops.indexer_topk.bench import bench_indexer_topk as b; print(b(8, key_bits=8))"
     python -m clsa.ops.indexer_topk.bench --out $OUT/indexer_topk.json      # GPU: defaults + sweep
+    python -m clsa.ops.indexer_topk.bench --sweep-key-bits 8 --out $OUT/k8.json  # sweep 8-bit keys
     python -m clsa.ops.indexer_topk.bench --compile-only                    # CPU: ptxas registers
 
 Decode shape: one query per sequence, every sequence at q_pos = S - 1. Before timing, the Triton
@@ -14,6 +16,11 @@ failing check raises instead of reporting a speed.
 component along the query: scores 45 +- 0.25, so thousands of slots share the finest radix bins
 and the last step works on a long candidate list), "ties" (three distinct scores: the threshold tie
 holds a quarter of the row, more than the candidate list, so the slow full-row path runs).
+
+``key_bits=8`` times the 8-bit key cache: the same keys quantized (``quant.quantize_keys``: int8
+plus one fp32 scale per slot), read by the Triton kernel and by the stock path (int8 -> query dtype,
+bmm, scale). The check then runs against the dequantized keys, and ``key_bytes`` (the floor: one
+read of the keys) counts S * (Di + 4) bytes per sequence instead of S * Di * 2.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import torch
 import triton
 
 from clsa.ops.indexer_topk import triton_topk
+from clsa.ops.indexer_topk.quant import dequantize_keys, quantize_keys
 
 # Tilings timed by ``sweep``: pass-1 key tile (block_s x Di), warps, pipeline stages, slots per
 # pass-1 program; then the pass-2/3 block. ``{}`` is the default of ``triton_topk.topk_config``.
@@ -71,16 +79,23 @@ def _inputs(B, S, Hi, Di, dtype, dist, device="cuda"):
     return q.to(dtype), keys.to(dtype), w, q_pos, kv_start
 
 
-def _stock(q, k, w, top_k):
-    """bmm over all slots, head mix, torch.topk: what a plain PyTorch decode step does."""
+def _stock(q, k, w, top_k, k_scale=None):
+    """bmm over all slots, head mix, torch.topk: what a plain PyTorch decode step does. 8-bit keys
+    (``k_scale`` [B, S]): converted to q's dtype for the bmm, the scale applied to the [B, S]
+    scores (it commutes with the relu)."""
     B, _, Hi, Di = q.shape
+    if k_scale is not None:
+        k = k.to(q.dtype)
     s = torch.bmm(q.view(B, Hi, Di), k.transpose(1, 2)).float()  # [B, Hi, S]
     s = s[:, 0] if w is None else (s.relu() * w.view(B, Hi, 1)).sum(1)
+    if k_scale is not None:
+        s = s * k_scale
     return s.topk(top_k, dim=-1).indices
 
 
-def check_selection(idx, q, keys, w, top_k) -> None:
-    """Raise unless ``idx`` [B, 1, K] is a valid top-k of the fp32 scores (decode, all visible)."""
+def check_selection(idx, q, keys, w, top_k, k_scale=None) -> None:
+    """Raise unless ``idx`` [B, 1, K] is a valid top-k of the fp32 scores (decode, all visible);
+    with ``k_scale`` the scores of the dequantized 8-bit keys."""
     B, _, Hi, Di = q.shape
     S = keys.shape[1]
     idx = idx.view(B, top_k).long()
@@ -88,10 +103,11 @@ def check_selection(idx, q, keys, w, top_k) -> None:
         raise RuntimeError("Triton top-k returned an index out of range (or -1 on a full row)")
     if not (idx.sort(-1).values.diff(dim=-1) > 0).all():
         raise RuntimeError("Triton top-k selected a slot twice")
-    scores = torch.bmm(q.view(B, Hi, Di).float(), keys.float().transpose(1, 2))  # [B, Hi, S]
+    kf = keys.float() if k_scale is None else dequantize_keys(keys, k_scale)
+    scores = torch.bmm(q.view(B, Hi, Di).float(), kf.transpose(1, 2))  # [B, Hi, S]
     scores = scores[:, 0] if w is None else (scores.relu() * w.view(B, Hi, 1)).sum(1)
     got = scores.gather(1, idx).sum(-1)
-    want = scores.gather(1, _stock(q, keys, w, top_k)).sum(-1)
+    want = scores.gather(1, _stock(q, keys, w, top_k, k_scale)).sum(-1)
     if not (got >= want - 1e-5 * want.abs() - 1e-3).all():
         raise RuntimeError(f"Triton top-k selection differs from torch.topk: {got} vs {want}")
 
@@ -112,27 +128,42 @@ def kernel_times(fn, iters: int = 20) -> dict:
     return out
 
 
+def key_bytes(B: int, S: int, Di: int, key_bits: int = 16, elem: int = 2) -> int:
+    """Bytes of the indexer keys one decode step reads: B * S * Di * elem, or with 8-bit keys
+    B * S * (Di + 4) (one int8 per element and one fp32 scale per slot)."""
+    return B * S * (Di + 4 if key_bits == 8 else Di * elem)
+
+
 def bench_indexer_topk(B: int, S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
                        dtype: torch.dtype = torch.bfloat16, graph: bool = True, *,
                        eager: bool = True, stock: bool = True, dist: str = "randn",
+                       key_bits: int = 16, bandwidth: float | None = None,
                        profile: bool = False, **launch) -> dict:
     """Median microseconds: ``triton_us`` / ``stock_us`` (plain launches, ``do_bench``) and, with
     ``graph``, ``triton_graph_us`` / ``stock_graph_us`` (CUDA-graph replays, no launch gaps).
-    ``key_read_GBps`` is the key cache bytes over the best Triton time (the floor is one read).
-    ``launch`` overrides the tiling (``triton_topk.topk_launch`` keywords); ``profile`` adds the
-    per-kernel device times."""
+    ``key_bits`` 16 keeps the keys in ``dtype``, 8 quantizes them (both paths read int8 + scale).
+    ``key_bytes`` is what the keys take (the floor is one read of them); ``key_read_GBps`` is it
+    over the best Triton time; with ``bandwidth`` (bytes/s, e.g. ``clsa.bench.floor
+    .copy_bandwidth()``) ``floor_us`` is the time of that one read. ``launch`` overrides the
+    tiling (``triton_topk.topk_launch`` keywords); ``profile`` adds the per-kernel device times."""
+    if key_bits not in (16, 8):
+        raise ValueError(f"key_bits must be 16 or 8, got {key_bits!r}")
     q, keys, w, q_pos, kv_start = _inputs(B, S, Hi, Di, dtype, dist)
+    k_scale = None
+    if key_bits == 8:
+        keys, k_scale = quantize_keys(keys)
     scoring = "dot" if w is None else "relu"
 
     def run_triton():
-        return triton_topk.topk_launch(q, keys, w, q_pos, kv_start, k, scoring, **launch)
+        return triton_topk.topk_launch(q, keys, w, q_pos, kv_start, k, scoring, k_scale=k_scale,
+                                       **launch)
 
     def run_stock():
-        return _stock(q, keys, w, k)
+        return _stock(q, keys, w, k, k_scale)
 
-    check_selection(run_triton(), q, keys, w, k)  # correctness first (also compiles)
+    check_selection(run_triton(), q, keys, w, k, k_scale)  # correctness first (also compiles)
     res = {"B": B, "S": S, "Hi": Hi, "Di": Di, "k": k, "dtype": str(dtype), "dist": dist,
-           **launch}
+           "key_bits": key_bits, **launch}
     if eager:
         res["triton_us"] = 1e3 * triton.testing.do_bench(run_triton, return_mode="median")
         if stock:
@@ -144,7 +175,10 @@ def bench_indexer_topk(B: int, S: int = 131072, Hi: int = 1, Di: int = 128, k: i
             res["stock_graph_us"] = 1e3 * triton.testing.do_bench_cudagraph(run_stock,
                                                                             return_mode="median")
     best = min(res.get("triton_us", math.inf), res.get("triton_graph_us", math.inf))
-    res["key_read_GBps"] = B * S * Di * keys.element_size() / (best * 1e-6) / 1e9
+    res["key_bytes"] = key_bytes(B, S, Di, key_bits, q.element_size())
+    res["key_read_GBps"] = res["key_bytes"] / (best * 1e-6) / 1e9
+    if bandwidth:
+        res["floor_us"] = res["key_bytes"] / bandwidth * 1e6
     if profile:
         res["kernel_us"] = kernel_times(run_triton)
     return res
@@ -152,7 +186,7 @@ def bench_indexer_topk(B: int, S: int = 131072, Hi: int = 1, Di: int = 128, k: i
 
 def sweep(S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
           dtype: torch.dtype = torch.bfloat16, batches=(1, 8), configs=None,
-          budget_s: float = 120.0) -> list[dict]:
+          budget_s: float = 120.0, key_bits: int = 16) -> list[dict]:
     """CUDA-graph time of every tiling in ``configs`` (default ``SWEEP_CONFIGS``) at each batch;
     one row per (B, config), with ``error`` instead of times when a config fails its check or
     does not compile, and ``skipped`` once ``budget_s`` seconds are spent."""
@@ -160,12 +194,13 @@ def sweep(S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
     for cfg in SWEEP_CONFIGS if configs is None else configs:
         for B in batches:
             if time.time() - t0 > budget_s:
-                rows.append({"B": B, **cfg, "skipped": "time budget"})
+                rows.append({"B": B, "key_bits": key_bits, **cfg, "skipped": "time budget"})
                 continue
             try:
-                r = bench_indexer_topk(B, S, Hi, Di, k, dtype, eager=False, stock=False, **cfg)
+                r = bench_indexer_topk(B, S, Hi, Di, k, dtype, eager=False, stock=False,
+                                       key_bits=key_bits, **cfg)
             except Exception as e:  # record and go on: one bad tiling must not hide the rest
-                r = {"B": B, **cfg, "error": repr(e)[:400]}
+                r = {"B": B, "key_bits": key_bits, **cfg, "error": repr(e)[:400]}
             print("sweep", json.dumps(r, default=str), flush=True)
             rows.append(r)
     return rows
@@ -191,8 +226,9 @@ def _ptxas_report(ptx: str) -> dict:
 
 def compile_report(target_arch: int = 90) -> list[dict]:
     """Compile every kernel of the top-k path for sm_90 with Triton's own compiler and ptxas (no
-    GPU needed): bf16 and fp32, Hi 1 and 4, Di 64 and 128, the default tiling and every sweep
-    tiling of the decode shape. One row per variant: registers, spill bytes, shared memory."""
+    GPU needed): bf16 and fp32 queries, 16-bit (the query dtype) and 8-bit keys, Hi 1 and 4,
+    Di 64 and 128, the default tiling and every sweep tiling of the decode shape. One row per
+    variant: registers, spill bytes, shared memory."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -213,20 +249,24 @@ def compile_report(target_arch: int = 90) -> list[dict]:
         print("compile", json.dumps(row), flush=True)
         rows.append(row)
 
-    ints = dict(scale="fp32", stride_kb="i32", stride_ks="i32", S="i32", Tq="i32", TOPK="i32",
-                CAP="i32", q_pos="*i64", kv_start="*i64", s="*fp32", ws="*i32", out="*i32",
-                cand_s="*fp32", cand_i="*i32")
-    for dt, tname in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+    ints = dict(scale="fp32", stride_kb="i32", stride_ks="i32", stride_ksb="i32", S="i32",
+                Tq="i32", TOPK="i32", CAP="i32", q_pos="*i64", kv_start="*i64", s="*fp32",
+                ws="*i32", out="*i32", cand_s="*fp32", cand_i="*i32")
+    for dt, tname, bits in ((torch.bfloat16, "bf16", 16), (torch.float32, "fp32", 16),
+                            (torch.bfloat16, "bf16", 8), (torch.float32, "fp32", 8)):
         for Hi in (1, 4):
             for Di in (64, 128):
                 q = torch.empty(1, 1, Hi, Di, dtype=dt)
-                meta = triton_topk._prepare(q, torch.empty(1, 8, Di, dtype=dt), None if Hi == 1
-                                            else torch.empty(1, 1, Hi), torch.zeros(1, 1),
-                                            torch.zeros(1), "dot" if Hi == 1 else "relu",
-                                            None)[-1]
-                types = dict(ints, q=f"*{tname}", k=f"*{tname}", w="*fp32" if Hi > 1 else
-                             f"*{tname}", out="*fp32")
-                tag = dict(dtype=tname, Hi=Hi, Di=Di)
+                k8 = bits == 8
+                k = torch.empty(1, 8, Di, dtype=torch.int8 if k8 else dt)
+                meta = triton_topk._prepare(q, k, None if Hi == 1 else torch.empty(1, 1, Hi),
+                                            torch.zeros(1, 1), torch.zeros(1),
+                                            "dot" if Hi == 1 else "relu", None,
+                                            torch.empty(1, 8) if k8 else None)[-1]
+                types = dict(ints, q=f"*{tname}", k="*i8" if k8 else f"*{tname}",
+                             ks="*fp32" if k8 else f"*{tname}",
+                             w="*fp32" if Hi > 1 else f"*{tname}", out="*fp32")
+                tag = dict(dtype=tname, key_bits=bits, Hi=Hi, Di=Di)
                 bs, warps = triton_topk._key_tile(meta)
                 build(triton_topk._scores_kernel, types, dict(meta, BS=bs, Tq=1),
                       dict(num_warps=warps), tag)
@@ -255,6 +295,8 @@ def main(argv=None):
                     help="compile every kernel for sm_90 and report registers/spills (no GPU)")
     ap.add_argument("--no-sweep", action="store_true", help="default tiling only")
     ap.add_argument("--budget", type=float, default=110.0, help="seconds for the sweep")
+    ap.add_argument("--sweep-key-bits", type=int, default=16, choices=(16, 8),
+                    help="key cache format the sweep times (8: int8 keys + fp32 scales)")
     args = ap.parse_args(argv)
     from clsa.bench.env import environment
 
@@ -271,18 +313,19 @@ def main(argv=None):
         return res
     res["default"] = []
     for B in (1, 8):
-        for dist in ("randn", "offset", "ties"):
+        # 8-bit keys on the ordinary distribution only: the selection passes do not see the keys
+        for dist, bits in (("randn", 16), ("randn", 8), ("offset", 16), ("ties", 16)):
             try:
-                r = bench_indexer_topk(B, dist=dist, profile=dist == "randn",
+                r = bench_indexer_topk(B, dist=dist, key_bits=bits, profile=dist == "randn",
                                        eager=dist == "randn", stock=dist == "randn")
             except Exception as e:
-                r = {"B": B, "dist": dist, "error": repr(e)[:400],
+                r = {"B": B, "dist": dist, "key_bits": bits, "error": repr(e)[:400],
                      "trace": traceback.format_exc()[-1500:]}
             print("default", json.dumps(r, default=str), flush=True)
             res["default"].append(r)
             save()
     if not args.no_sweep:
-        res["sweep"] = sweep(budget_s=args.budget)
+        res["sweep"] = sweep(budget_s=args.budget, key_bits=args.sweep_key_bits)
         ok = [r for r in res["sweep"] if "triton_graph_us" in r]
         res["best"] = {B: min((r for r in ok if r["B"] == B), key=lambda r: r["triton_graph_us"],
                               default=None) for B in (1, 8)}

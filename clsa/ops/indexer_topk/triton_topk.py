@@ -3,7 +3,9 @@ once, radix-select the k-th largest score per query with 8-bit digits, then comp
 
 Shape legend
     q        [B, Tq, Hi, Di]   indexer queries (Hi indexer heads), fp32 / bf16 / fp16
-    k        [B, S, Di]        indexer keys (any batch / slot strides, Di contiguous)
+    k        [B, S, Di]        indexer keys (any batch / slot strides, Di contiguous); int8 when
+                               k_scale is given
+    k_scale  [B, S] fp32       per-slot scale of 8-bit keys (any batch stride, slots contiguous)
     w        [B, Tq, Hi]       per-head weights; None means 1 for every head
     q_pos    [B, Tq] int       slot of each query; kv_start [B] int, first valid slot
     scores   [B, Tq, S] fp32   -inf where the slot is not visible (kv_start <= s <= q_pos visible)
@@ -19,6 +21,8 @@ One "row" is one query (r = b * Tq + t). The top-k path is three launches, each 
                                gathers the slots inside it as candidates; the row's last program
                                resolves the remaining 16 bits over the candidates alone
 A row with at most K visible slots skips 1 and 3 (2 writes its visible slots and the -1 padding).
+8-bit keys: int8 tiles are loaded (half the bytes), converted to the query dtype in registers
+(exact), fed to the same tl.dot, and the [BS] score tile is multiplied by the slots' k_scale.
 Histograms are summed with one atomic per non-empty bin per program and output positions are
 claimed with one atomic per program: no per-element global atomics. No host sync; scratch comes
 from ``torch.empty`` / ``torch.zeros`` per call, so a CUDA graph can capture it.
@@ -102,15 +106,21 @@ def _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d):
 
 
 @triton.jit
-def _tile_scores(b_k, b_q, b_w, RELU: tl.constexpr, IEEE: tl.constexpr):
-    """Scores of BS slots: sum_h w_h * f(q_h . k), the scale folded into w."""
+def _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU: tl.constexpr, IEEE: tl.constexpr,
+                 HAS_KS: tl.constexpr):
+    """Scores of BS slots: sum_h w_h * f(q_h . k), the scale folded into w. 8-bit keys: the int8
+    tile converts exactly to the query dtype, and the slots' k_scale (> 0, so it commutes with the
+    relu) multiplies the [BS] result."""
     if IEEE:
         b_dot = tl.dot(b_k.to(tl.float32), b_q, input_precision="tf32x3")  # [BS, HP]
     else:
-        b_dot = tl.dot(b_k, b_q)  # [BS, HP] fp32 accumulate
+        b_dot = tl.dot(b_k.to(b_q.dtype), b_q)  # [BS, HP] fp32 accumulate
     if RELU:
         b_dot = tl.maximum(b_dot, 0.)
-    return tl.sum(b_dot * b_w[None, :], 1)  # [BS]
+    b_s = tl.sum(b_dot * b_w[None, :], 1)  # [BS]
+    if HAS_KS:
+        b_s = b_s * tl.load(ks_row + o_s, mask=m_s, other=0.)
+    return b_s
 
 
 @triton.jit
@@ -131,10 +141,10 @@ def _load_query(q, w, i_r, scale, o_d, m_d, HI: tl.constexpr, DI: tl.constexpr,
 
 
 @triton.jit
-def _scores_kernel(q, k, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, S, Tq,
-                   HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
+def _scores_kernel(q, k, ks, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, stride_ksb, S,
+                   Tq, HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
                    BS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
-                   HAS_W: tl.constexpr):
+                   HAS_W: tl.constexpr, HAS_KS: tl.constexpr):
     """Full score rows for ``indexer_scores``; grid (B * Tq, cdiv(S, BS))."""
     i_r, i_s = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
@@ -147,7 +157,8 @@ def _scores_kernel(q, k, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, S
         m_s = (o_s >= lo) & (o_s < hi)
         k_row = k + (i_r // Tq).to(tl.int64) * stride_kb
         b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)
-        b_s = _tile_scores(b_k, b_q, b_w, RELU, IEEE)
+        ks_row = ks + (i_r // Tq).to(tl.int64) * stride_ksb
+        b_s = _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS)
         tl.store(p_out, tl.where(m_s, b_s, float("-inf")), mask=o_s < S)
     else:
         # no visible slot here: do not touch the keys (a CUDA graph may hold a large S)
@@ -155,11 +166,11 @@ def _scores_kernel(q, k, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, S
 
 
 @triton.jit
-def _score_hist_kernel(q, k, w, q_pos, kv_start, s, ws, scale, stride_kb, stride_ks, S, Tq, TOPK,
-                       HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
-                       BS: tl.constexpr, CHUNK: tl.constexpr, HB: tl.constexpr,
-                       WS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
-                       HAS_W: tl.constexpr):
+def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, stride_ks, stride_ksb,
+                       S, Tq, TOPK, HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr,
+                       DP: tl.constexpr, BS: tl.constexpr, CHUNK: tl.constexpr,
+                       HB: tl.constexpr, WS: tl.constexpr, RELU: tl.constexpr,
+                       IEEE: tl.constexpr, HAS_W: tl.constexpr, HAS_KS: tl.constexpr):
     """Pass 1, grid (B * Tq, cdiv(S, CHUNK)): the chunk's live scores -> s, and the histogram of
     their key bits 31..24 added to the row's."""
     i_r, i_c = tl.program_id(0), tl.program_id(1)
@@ -173,13 +184,15 @@ def _score_hist_kernel(q, k, w, q_pos, kv_start, s, ws, scale, stride_kb, stride
     m_d = o_d < DI
     b_q, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE)
     k_row = k + (i_r // Tq).to(tl.int64) * stride_kb
+    ks_row = ks + (i_r // Tq).to(tl.int64) * stride_ksb
     s_row = s + i_r.to(tl.int64) * S
     # a compile-time trip count: Triton software-pipelines the key loads (num_stages in flight)
     for i_t in range(0, CHUNK // BS):
         o_s = o_0 + i_t * BS + tl.arange(0, BS)
         m_s = (o_s >= lo) & (o_s < hi)
         b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)  # [BS, DP]
-        tl.store(s_row + o_s, _tile_scores(b_k, b_q, b_w, RELU, IEEE), mask=m_s)
+        b_s = _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS)  # [BS]
+        tl.store(s_row + o_s, b_s, mask=m_s)
     # Histogram the scores as stored, re-read in a plain 1D layout: the counts then agree
     # bit-for-bit with what passes 2 and 3 read, and tl.histogram never sees the dot's layout.
     tl.debug_barrier()
@@ -360,24 +373,36 @@ def _num_sms(device: torch.device) -> int:
     return _SM_COUNT[i]
 
 
-def _prepare(q, k, w, q_pos, kv_start, scoring, scale):
+def _prepare(q, k, w, q_pos, kv_start, scoring, scale, k_scale=None):
     """Contiguity, dtypes and compile-time sizes shared by both entry points."""
     if scoring not in ("dot", "relu"):
         raise ValueError(f"scoring must be 'dot' or 'relu', got {scoring!r}")
     B, Tq, Hi, Di = q.shape
     if k.dim() != 3 or k.shape[0] != B or k.shape[2] != Di:
         raise ValueError(f"k must be [B, S, Di] = [{B}, S, {Di}], got {tuple(k.shape)}")
+    if (k.dtype == torch.int8) != (k_scale is not None):
+        raise ValueError(f"int8 keys need k_scale and k_scale needs int8 keys; got k {k.dtype}, "
+                         f"k_scale {None if k_scale is None else k_scale.dtype}")
     if k.stride(2) != 1:
         k = k.contiguous()
-    # bf16/fp16 pairs go to the tensor cores as they are; anything else is fp32 math
-    ieee = not (q.dtype == k.dtype and q.dtype in (torch.bfloat16, torch.float16))
+    if k_scale is not None:
+        if tuple(k_scale.shape) != tuple(k.shape[:2]):
+            raise ValueError(f"k_scale must be [B, S] = {list(k.shape[:2])}, got "
+                             f"{tuple(k_scale.shape)}")
+        k_scale = k_scale.float()
+        if k_scale.stride(1) != 1:
+            k_scale = k_scale.contiguous()
+    # bf16/fp16 pairs go to the tensor cores as they are (int8 keys convert exactly to the query
+    # dtype in the kernel); anything else is fp32 math
+    k_dtype = q.dtype if k_scale is not None else k.dtype
+    ieee = not (q.dtype == k_dtype and q.dtype in (torch.bfloat16, torch.float16))
     q = (q.float() if ieee else q).contiguous()
     w = None if w is None else w.float().contiguous()
     meta = dict(HI=Hi, DI=Di, HP=max(16, triton.next_power_of_2(Hi)),
                 DP=max(16, triton.next_power_of_2(Di)), RELU=scoring == "relu", IEEE=ieee,
-                HAS_W=w is not None)
+                HAS_W=w is not None, HAS_KS=k_scale is not None)
     scale = 1.0 / math.sqrt(Di) if scale is None else float(scale)
-    return q, k, w, q_pos.contiguous(), kv_start.contiguous(), scale, meta
+    return q, k, k_scale, w, q_pos.contiguous(), kv_start.contiguous(), scale, meta
 
 
 def _key_tile(meta) -> tuple[int, int]:
@@ -415,52 +440,58 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
                 num_warps=8 if meta["IEEE"] else 4, num_stages=3, cap=DEFAULT_CAP)
 
 
-def _kernel_path(q, k, w, q_pos, kv_start) -> bool:
-    extra = [] if w is None else [w]
-    return q.shape[1] <= MAX_TQ and kernel_ok(q, k, q_pos, kv_start, *extra)
+def _kernel_path(q, k, w, q_pos, kv_start, k_scale) -> bool:
+    return q.shape[1] <= MAX_TQ and kernel_ok(q, k, q_pos, kv_start, w, k_scale)
 
 
-def indexer_scores(q, k, w, q_pos, kv_start, scoring: str = "dot", scale: float | None = None):
+def indexer_scores(q, k, w, q_pos, kv_start, scoring: str = "dot", scale: float | None = None,
+                   *, k_scale=None):
     """Scores of every query against every slot; [B, Tq, S] fp32 with -inf where invisible.
 
     Triton for Tq <= MAX_TQ without autograd; otherwise (distillation) the naive reference.
+    ``k_scale`` [B, S] fp32: ``k`` holds int8 keys, slot j's key is k[b, j] * k_scale[b, j].
     """
-    if needs_grad(q, k, *([] if w is None else [w])) or not _kernel_path(q, k, w, q_pos, kv_start):
-        return naive.indexer_scores(q, k, w, q_pos, kv_start, scoring, scale)
+    grads = [t for t in (q, k, w, k_scale) if t is not None]
+    if needs_grad(*grads) or not _kernel_path(q, k, w, q_pos, kv_start, k_scale):
+        return naive.indexer_scores(q, k, w, q_pos, kv_start, scoring, scale, k_scale=k_scale)
     B, Tq = q.shape[:2]
     S = k.shape[1]
-    q, k, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring, scale)
+    q, k, k_scale, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring,
+                                                              scale, k_scale)
     out = torch.empty(B, Tq, S, dtype=torch.float32, device=q.device)
     if S == 0:
         return out
     bs, warps = _key_tile(meta)
     _scores_kernel[(B * Tq, triton.cdiv(S, bs))](
-        q, k, q if w is None else w, q_pos, kv_start, out, scale, k.stride(0), k.stride(1), S, Tq,
+        q, k, k if k_scale is None else k_scale, q if w is None else w, q_pos, kv_start, out,
+        scale, k.stride(0), k.stride(1), 0 if k_scale is None else k_scale.stride(0), S, Tq,
         BS=bs, num_warps=warps, **meta)
     return out
 
 
 def indexer_topk(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
-                 scale: float | None = None, query_chunk: int = 256):
+                 scale: float | None = None, query_chunk: int = 256, *, k_scale=None):
     """Top-``top_k`` visible slots per query; [B, Tq, top_k] int32, valid first, -1 padded.
 
     Valid entries come in no particular order (the reference sorts them); ties at the threshold
     score are broken arbitrarily. Tq > MAX_TQ uses the naive reference (``query_chunk`` is its
-    knob); no output needs autograd.
+    knob); no output needs autograd. ``k_scale``: as in ``indexer_scores``.
     """
-    if not _kernel_path(q, k, w, q_pos, kv_start):
-        return naive.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring, scale, query_chunk)
-    return topk_launch(q, k, w, q_pos, kv_start, top_k, scoring, scale)
+    if not _kernel_path(q, k, w, q_pos, kv_start, k_scale):
+        return naive.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring, scale, query_chunk,
+                                  k_scale=k_scale)
+    return topk_launch(q, k, w, q_pos, kv_start, top_k, scoring, scale, k_scale=k_scale)
 
 
 def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
-                scale: float | None = None, *, block_s: int | None = None,
+                scale: float | None = None, *, k_scale=None, block_s: int | None = None,
                 chunk: int | None = None, block: int | None = None, num_warps: int | None = None,
                 num_stages: int | None = None, cap: int | None = None):
-    """The three launches of the top-k path. Each keyword overrides one field of
-    ``topk_config``: ``block_s`` (slots per key tile), ``chunk`` (slots per pass-1 program, a
-    multiple of ``block_s``), ``num_warps`` / ``num_stages`` (pass 1), ``block`` (slots per
-    pass-2/3 program) and ``cap`` (candidates kept per row; fewer forces the full-row path).
+    """The three launches of the top-k path. ``k_scale``: 8-bit keys, as in ``indexer_scores``.
+    Every other keyword overrides one field of ``topk_config``: ``block_s`` (slots per key tile),
+    ``chunk`` (slots per pass-1 program, a multiple of ``block_s``), ``num_warps`` /
+    ``num_stages`` (pass 1), ``block`` (slots per pass-2/3 program) and ``cap`` (candidates kept
+    per row; fewer forces the full-row path).
     All sizes but ``cap`` are powers of 2. Tests use them to force many programs per row.
     """
     B, Tq = q.shape[:2]
@@ -471,7 +502,8 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
         return out
     if S == 0:
         return out.fill_(-1)
-    q, k, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring, scale)
+    q, k, k_scale, w, q_pos, kv_start, scale, meta = _prepare(q, k, w, q_pos, kv_start, scoring,
+                                                              scale, k_scale)
     cfg = topk_config(meta, R, S, _num_sms(q.device) if q.is_cuda else None)
     for key, val in dict(block_s=block_s, chunk=chunk, block=block, num_warps=num_warps,
                          num_stages=num_stages, cap=cap).items():
@@ -486,9 +518,10 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
     cand_s = torch.empty(R, cfg["cap"], dtype=torch.float32, device=q.device)
     cand_i = torch.empty(R, cfg["cap"], dtype=torch.int32, device=q.device)
     _score_hist_kernel[(R, triton.cdiv(S, chunk))](
-        q, k, q if w is None else w, q_pos, kv_start, s, ws, scale, k.stride(0), k.stride(1),
-        S, Tq, top_k, BS=bs, CHUNK=chunk, HB=min(chunk, 1024), WS=_WS,
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], **meta)
+        q, k, k if k_scale is None else k_scale, q if w is None else w, q_pos, kv_start, s, ws,
+        scale, k.stride(0), k.stride(1), 0 if k_scale is None else k_scale.stride(0), S, Tq,
+        top_k, BS=bs, CHUNK=chunk, HB=min(chunk, 1024), WS=_WS, num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"], **meta)
     grid = (R, triton.cdiv(S, block))
     _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS, num_warps=4)
     _gather_kernel[grid](s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, top_k, cfg["cap"],
