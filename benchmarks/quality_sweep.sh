@@ -19,6 +19,7 @@ T_TRAIN=${T_TRAIN:-400} T_EVAL=${T_EVAL:-150}
 LENGTHS=${LENGTHS:-1024 2048}
 EVAL="--device $DEVICE --lengths $LENGTHS --n ${EVAL_N:-40} --gen-batch-size 20 --seq-len ${EVAL_SEQ:-2048} --ppl-tokens ${PPL_TOKENS:-131072}"
 [ "${SKIP_PPL:-0}" = 1 ] && EVAL="$EVAL --skip-perplexity"
+[ -n "${EVAL_TASKS:-}" ] && EVAL="$EVAL --tasks $EVAL_TASKS"
 mkdir -p "$RUN" "$OUT"
 
 train_one() {  # name, seconds, arguments...
