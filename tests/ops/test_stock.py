@@ -1,5 +1,6 @@
 """Stock (torch backend) fast paths equal the reference."""
 
+import pytest
 import torch
 
 from clsa.testing import assert_close
@@ -33,14 +34,22 @@ def test_stock_causal_fast_path_over_a_static_cache_tail():
     assert_close(stock.attention(q, k, v, pos + 4, slots, zero), naive.attention(q, k, v, pos + 4, slots, zero))
 
 
-def test_stock_windowed_prefill_trims_keys_per_query_chunk():
-    # 70 queries in chunks of 16 over a ring of 5 earlier slots + their own, window 6, one row
-    # left-padded: each chunk reads only the key slots its window reaches
+@pytest.mark.parametrize("window", [1, 6, 16, 17, 40, 100])
+def test_stock_windowed_prefill_trims_keys_per_query_chunk(window):
+    # 70 queries in chunks of 16 over a ring of 5 earlier slots + their own, one row left-padded:
+    # each chunk reads only the key slots its window reaches, found from the ring layout alone
     from clsa.ops.attention import naive, stock
-    ring = torch.tensor([[-1, 1, 2, 3, 4]]).expand(2, 5)  # one empty ring slot
+    ring = torch.tensor([[-1, 1, 4, 2, 3]]).expand(2, 5)  # one empty slot, ring order
     pos = torch.arange(5, 75).expand(2, 70)
     k_pos = torch.cat((ring, pos), 1)
     q, k, v = torch.randn(2, 70, 4, 8), torch.randn(2, 75, 2, 8), torch.randn(2, 75, 2, 8)
     kv_start = torch.tensor([0, 30])
-    assert_close(stock.attention(q, k, v, pos, k_pos, kv_start, 6, query_chunk=16),
-                 naive.attention(q, k, v, pos, k_pos, kv_start, 6))
+    assert stock.ring_prefix(pos, k_pos, window) == 5
+    assert_close(stock.attention(q, k, v, pos, k_pos, kv_start, window, query_chunk=16),
+                 naive.attention(q, k, v, pos, k_pos, kv_start, window))
+    # Another layout (the new slots not last): the scanning trim, same answer
+    perm = torch.cat((torch.arange(5, 75), torch.arange(5)))
+    assert stock.ring_prefix(pos, k_pos[:, perm], window) is None
+    assert_close(stock.attention(q, k[:, perm], v[:, perm], pos, k_pos[:, perm], kv_start, window,
+                                 query_chunk=16),
+                 naive.attention(q, k, v, pos, k_pos, kv_start, window))

@@ -29,6 +29,20 @@ def plain_causal_len(q_pos, k_pos, kv_start, window) -> int | None:
     return T
 
 
+def ring_prefix(q_pos, k_pos, window) -> int | None:
+    """W when the keys are laid out as RingKV.update returns them for a prefill chunk: W older
+    slots (the ring, any order), then the T queries' own slots, with every row's q_pos contiguous.
+    A query chunk [s, e) then reaches only keys [0 or W + s - window + 1, W + e): its slice is
+    known without looking at the mask. None otherwise. One host sync: prefill only."""
+    B, T = q_pos.shape
+    W = k_pos.shape[1] - T
+    if window is None or W < 0:
+        return None
+    steps = torch.arange(T, device=q_pos.device)
+    ok = (k_pos[:, W:] == q_pos).all() & (q_pos == q_pos[:, :1] + steps).all()
+    return W if bool(ok) else None
+
+
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
               scale: float | None = None, query_chunk: int = 1024):
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
@@ -40,7 +54,16 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                                               scale=scale, enable_gqa=True).transpose(1, 2)
     outs = []
     trim = window is not None and q.shape[1] > query_chunk  # long windowed prefill, never decode
+    W = ring_prefix(q_pos, k_pos, window) if trim else None
     for s in range(0, q.shape[1], query_chunk):
+        e = min(s + query_chunk, q.shape[1])
+        if W is not None:  # the chunk's window, from the layout alone: no mask scan, no sync
+            lo = 0 if s - window + 1 <= 0 else W + s - window + 1
+            m = visible_mask(q_pos[:, s:e], k_pos[:, lo:W + e], kv_start, window)[:, None]
+            o = F.scaled_dot_product_attention(qt[:, :, s:e], kt[:, :, lo:W + e], vt[:, :, lo:W + e],
+                                               attn_mask=m, scale=scale, enable_gqa=True)
+            outs.append(o)
+            continue
         m = visible_mask(q_pos[:, s:s + query_chunk], k_pos, kv_start, window)[:, None]
         ks, vs = kt, vt
         if trim:  # attend only to the key slots this chunk's window reaches (one host sync)
