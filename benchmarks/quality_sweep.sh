@@ -21,6 +21,7 @@ EVAL="--device $DEVICE --lengths $LENGTHS --n ${EVAL_N:-40} --gen-batch-size 20 
 [ "${SKIP_PPL:-0}" = 1 ] && EVAL="$EVAL --skip-perplexity"
 [ -n "${EVAL_TASKS:-}" ] && EVAL="$EVAL --tasks $EVAL_TASKS"
 mkdir -p "$RUN" "$OUT"
+rm -f "$RUN"/evalsum-*.txt  # a warm device keeps $RUN: summaries of earlier calls are not this one's
 
 train_one() {  # name, seconds, arguments...
     local name=$1 secs=${2:-$T_TRAIN} t0=$SECONDS
