@@ -69,6 +69,11 @@ def prefill_table(model, backend: str, N: int) -> dict:
     return t
 
 
+def _print_top(rows, n: int) -> None:
+    for r in rows[:n]:
+        print(f"  {r['ms_per_step']:.4f} ms  x{r['launches_per_step']:.0f}  {r['kernel'][:100]}")
+
+
 def main():
     out = os.environ.get("OUT", ".")
     variant, backend = os.environ.get("VARIANT", "clsa"), os.environ.get("BACKEND", "triton")
@@ -79,8 +84,7 @@ def main():
         t = res["prefill"] = prefill_table(model, backend, N)
         print(f"{variant}/{backend} prefill N={N}: {t['ttft_ms']:.1f} ms, kernels "
               f"{t['kernel_ms_per_step']:.1f} ms in {t['launches_per_step']:.0f} launches")
-        for r in t["kernels"][:25]:
-            print(f"  {r['ms_per_step']:.2f} ms  x{r['launches_per_step']:.0f}  {r['kernel'][:100]}")
+        _print_top(t["kernels"], 25)
         with open(os.path.join(out, f"profile_prefill_{variant}_{backend}.json"), "w") as f:
             json.dump(res, f, indent=1)
         return
@@ -93,8 +97,7 @@ def main():
         res["batches"].append(t)
         print(f"{variant}/{backend} B={B} N={N}: graph step {t['graph_step_ms']:.3f} ms, kernels "
               f"{t['kernel_ms_per_step']:.3f} ms in {t['launches_per_step']:.0f} launches, gaps {t['gap_ms']:.3f} ms")
-        for r in t["kernels"][:14]:
-            print(f"  {r['ms_per_step']:.4f} ms  x{r['launches_per_step']:.0f}  {r['kernel'][:90]}")
+        _print_top(t["kernels"], 14)
     with open(os.path.join(out, f"profile_{variant}_{backend}.json"), "w") as f:
         json.dump(res, f, indent=1)
 

@@ -34,9 +34,10 @@ def test_decoder_errors():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("variant", ALL)
-def test_gpu_graph_triton_decoding_equals_reference(variant):
-    m = build(variant, index_top_k=16).cuda()
+@pytest.mark.parametrize("variant, key_bits", [(v, 16) for v in ALL]
+                         + [("clsa", 8), ("yoco-dsa", 8)])  # 8-bit indexer key cache too
+def test_gpu_graph_triton_decoding_equals_reference(variant, key_bits):
+    m = build(variant, index_top_k=16, indexer_key_bits=key_bits).cuda()
     prompt = tokens(3, 70).cuda()
     mask = torch.ones_like(prompt)
     mask[1, :9] = 0

@@ -99,19 +99,3 @@ def test_triton_decoding_with_int8_keys_equals_reference():
         with ops.use_backend(backend):
             out[backend] = Decoder(m, 2, 32).generate(prompt, 8, attention_mask=mask)
     assert torch.equal(out["triton"], out["naive"])
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("variant", ["clsa", "yoco-dsa"])
-def test_gpu_graph_triton_decoding_with_int8_keys_equals_reference(variant):
-    m = build(variant, index_top_k=16, indexer_key_bits=8).cuda()
-    prompt = tokens(3, 70).cuda()
-    mask = torch.ones_like(prompt)
-    mask[1, :9] = 0
-    with ops.use_backend("naive"):
-        ref = Decoder(m, 3, 128, cuda_graph=False).generate(prompt, 24, attention_mask=mask)
-    with ops.use_backend("triton"):
-        eager = Decoder(m, 3, 128, cuda_graph=False).generate(prompt, 24, attention_mask=mask)
-        graph = Decoder(m, 3, 128, cuda_graph=True).generate(prompt, 24, attention_mask=mask)
-    assert torch.equal(graph, eager)
-    assert torch.equal(eager, ref)

@@ -11,8 +11,8 @@ from clsa.ops.indexer_topk import naive, stock
 from clsa.ops.indexer_topk import triton_topk as tt
 from clsa.ops.indexer_topk.quant import dequantize_keys, quantize_keys
 from clsa.testing import assert_close
-from tests.ops.topk_helpers import (check_selection, check_selection_gpu, gpu_case, inputs,
-                                    sorted_rows, visible)
+from tests.ops.topk_helpers import (TOPK_CASES, check_selection, check_selection_gpu, gpu_case,
+                                    inputs, sorted_rows, visible)
 
 
 def inputs8(B, Tq, S, Hi, Di, with_w):
@@ -63,14 +63,7 @@ def test_scores_int8_match_reference(S, Hi, Tq, scoring, with_w):
     assert_close(st[fin], ref[fin])
 
 
-@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", [
-    (1, 1, 1, 1, 32, 4, "dot", False),        # one slot, k larger than the context
-    (2, 1, 63, 1, 32, 8, "dot", False),
-    (2, 1, 200, 3, 32, 300, "relu", True),    # k larger than every context
-    (3, 1, 1000, 3, 64, 1, "dot", True),      # k = 1
-    (2, 3, 1000, 1, 32, 100, "relu", False),  # several queries per sequence
-    (2, 1, 1000, 3, 24, 257, "dot", True),    # Di and k no power of 2
-])
+@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", TOPK_CASES)
 def test_topk_int8_matches_reference(B, Tq, S, Hi, Di, top_k, scoring, with_w):
     q, k, ks, w, q_pos, kv_start = inputs8(B, Tq, S, Hi, Di, with_w)
     ref = naive.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring, k_scale=ks)

@@ -10,8 +10,8 @@ import clsa.ops
 from clsa.ops.indexer_topk import naive
 from clsa.ops.indexer_topk import triton_topk as tt
 from clsa.testing import assert_close
-from tests.ops.topk_helpers import (check_selection, check_selection_gpu, gpu_case, inputs,
-                                    sorted_rows, visible)
+from tests.ops.topk_helpers import (TOPK_CASES, check_selection, check_selection_gpu, gpu_case,
+                                    inputs, sorted_rows, visible)
 
 
 @pytest.mark.parametrize("S,Hi,Tq,scoring,with_w", [
@@ -29,14 +29,7 @@ def test_scores_match_reference(S, Hi, Tq, scoring, with_w):
     assert_close(out[fin], ref[fin])
 
 
-@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", [
-    (1, 1, 1, 1, 32, 4, "dot", False),        # one slot, k larger than the context
-    (2, 1, 63, 1, 32, 8, "dot", False),
-    (2, 1, 200, 3, 32, 300, "relu", True),    # k larger than every context
-    (3, 1, 1000, 3, 64, 1, "dot", True),      # k = 1
-    (2, 3, 1000, 1, 32, 100, "relu", False),  # several queries per sequence
-    (2, 1, 1000, 3, 24, 257, "dot", True),    # Di and k no power of 2
-])
+@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", TOPK_CASES)
 def test_topk_matches_reference(B, Tq, S, Hi, Di, top_k, scoring, with_w):
     q, k, w, q_pos, kv_start = inputs(B, Tq, S, Hi, Di, with_w)
     idx = tt.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring)

@@ -83,3 +83,14 @@ def check_selection_gpu(idx, ref, scores, visible, K):
     got, want = gather(idx).sum(-1), gather(ref).sum(-1)
     eps = 1e-6 * gather(ref).abs().sum(-1) + 1e-4
     assert (got >= want - eps).all(), f"selection worse than the reference: {got - want}"
+
+
+# (B, Tq, S, Hi, Di, top_k, scoring, with_w): the awkward CPU shapes every top-k kernel test runs
+TOPK_CASES = [
+    (1, 1, 1, 1, 32, 4, "dot", False),        # one slot, k larger than the context
+    (2, 1, 63, 1, 32, 8, "dot", False),
+    (2, 1, 200, 3, 32, 300, "relu", True),    # k larger than every context
+    (3, 1, 1000, 3, 64, 1, "dot", True),      # k = 1
+    (2, 3, 1000, 1, 32, 100, "relu", False),  # several queries per sequence
+    (2, 1, 1000, 3, 24, 257, "dot", True),    # Di and k no power of 2
+]
