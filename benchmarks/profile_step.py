@@ -9,6 +9,7 @@ token only), next to the CUDA-event time of that prefill.
     OUT=/tmp/out PYTHONPATH=. python benchmarks/profile_step.py            # clsa/triton, 128K
     VARIANT=dense BACKEND=torch BATCHES=1,4 python benchmarks/profile_step.py
     MODE=prefill CONTEXT=131072 python benchmarks/profile_step.py
+    MODE=prefill CLSA_FLEX_PREFILL=0 TAG=_sdpa python benchmarks/profile_step.py   # masked SDPA
 """
 
 import gc
@@ -78,6 +79,7 @@ def main():
     out = os.environ.get("OUT", ".")
     variant, backend = os.environ.get("VARIANT", "clsa"), os.environ.get("BACKEND", "triton")
     N = int(os.environ.get("CONTEXT", 131072))
+    tag = os.environ.get("TAG", "")  # appended to the file name, e.g. "_noflex"
     model = build_model(config_for("yoco-3b", Row(variant, backend, 4 if variant == "indexcache" else 1)))
     res = {"env": environment(), "row": f"{variant}/{backend}", "N": N, "batches": []}
     if os.environ.get("MODE") == "prefill":
@@ -85,7 +87,7 @@ def main():
         print(f"{variant}/{backend} prefill N={N}: {t['ttft_ms']:.1f} ms, kernels "
               f"{t['kernel_ms_per_step']:.1f} ms in {t['launches_per_step']:.0f} launches")
         _print_top(t["kernels"], 25)
-        with open(os.path.join(out, f"profile_prefill_{variant}_{backend}.json"), "w") as f:
+        with open(os.path.join(out, f"profile_prefill_{variant}_{backend}{tag}.json"), "w") as f:
             json.dump(res, f, indent=1)
         return
     for B in [int(b) for b in os.environ.get("BATCHES", "1,4").split(",")]:
@@ -98,7 +100,7 @@ def main():
         print(f"{variant}/{backend} B={B} N={N}: graph step {t['graph_step_ms']:.3f} ms, kernels "
               f"{t['kernel_ms_per_step']:.3f} ms in {t['launches_per_step']:.0f} launches, gaps {t['gap_ms']:.3f} ms")
         _print_top(t["kernels"], 14)
-    with open(os.path.join(out, f"profile_{variant}_{backend}.json"), "w") as f:
+    with open(os.path.join(out, f"profile_{variant}_{backend}{tag}.json"), "w") as f:
         json.dump(res, f, indent=1)
 
 

@@ -73,7 +73,7 @@ def cache_memory(model, batch: int, context: int) -> dict:
 
 
 @torch.no_grad()
-def time_to_first_token(model, backend: str, context: int, reps: int = 2) -> float:
+def time_to_first_token(model, backend: str, context: int, reps: int = 3) -> float:
     from clsa.engine import Decoder
 
     ids = torch.randint(0, model.config.vocab_size, (1, context), device=model.device)
@@ -89,6 +89,10 @@ def time_to_first_token(model, backend: str, context: int, reps: int = 2) -> flo
     # dense: the whole prompt in one flash-causal pass (its best stock path); YOCO: the
     # self-decoder in 16K-token chunks over its ring buffers, then the cross-decoder for one token
     model.config.self_decoder_chunk = context if not model.config.is_yoco else 16384
+    # an allocator left fragmented by earlier rows would put cudaMalloc/cudaFree (each a device
+    # sync) inside the timed prefill: start every row from an empty cache pool
+    gc.collect()
+    torch.cuda.empty_cache()
     with ops.use_backend(backend):
         for _ in range(reps + 1):  # the first run compiles kernels
             dec = Decoder(model, 1, context + 1, cuda_graph=False)

@@ -7,10 +7,17 @@ then takes its mask-free FlashAttention path, the fastest stock decode.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
 from clsa.ops.attention.naive import visible_mask
+
+# Sliding-window prefill in the ring layout: "auto" runs FlexAttention on CUDA (flex_window.py)
+# and masked SDPA elsewhere; "on" / "off" force either (tests; CLSA_FLEX_PREFILL=0 at run time).
+# Inference only: training (autograd) keeps the SDPA path.
+FLEX_PREFILL = {"0": "off", "1": "on"}.get(os.environ.get("CLSA_FLEX_PREFILL", ""), "auto")
 
 
 def plain_causal_len(q_pos, k_pos, kv_start, window) -> int | None:
@@ -55,6 +62,10 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     outs = []
     trim = window is not None and q.shape[1] > query_chunk  # long windowed prefill, never decode
     W = ring_prefix(q_pos, k_pos, window) if trim else None
+    flex = FLEX_PREFILL == "on" or (FLEX_PREFILL == "auto" and q.is_cuda)
+    if W is not None and flex and not (torch.is_grad_enabled() and q.requires_grad):  # inference
+        from clsa.ops.attention.flex_window import window_prefill
+        return window_prefill(q, k, v, q_pos, k_pos, kv_start, window, scale)
     for s in range(0, q.shape[1], query_chunk):
         e = min(s + query_chunk, q.shape[1])
         if W is not None:  # the chunk's window, from the layout alone: no mask scan, no sync
