@@ -9,6 +9,8 @@
 # after a cap resume from their last checkpoint.
 #   OUT=/tmp/out SPECS="$(cat specs.txt)" T_TRAIN=400 bash benchmarks/quality_sweep.sh
 # Each run's log.jsonl and eval JSON land in $OUT as q-<name>.jsonl, q-eval-<name>.json.
+# SKIP_EVAL=1 skips the evaluation phase entirely: train only (e.g. a first call whose
+# checkpoints a later call resumes and evaluates).
 # CPU dry run: DEVICE=cpu PRESET=debug LENGTHS=256 EVAL_N=2 EVAL_SEQ=256 OUT=/tmp/o SPECS="a|60|train --variant yoco --steps 3 --seq-len 256 --synthetic-mix 1" bash benchmarks/quality_sweep.sh
 # benchmarks/quality_specs/ holds the SPECS of the committed comparisons.
 set -uo pipefail
@@ -77,6 +79,7 @@ while IFS= read -r line; do
 done <<< "$SPECS"
 [ -n "$block" ] && wave "$block"
 [ ${#detached[@]} -gt 0 ] && wait "${detached[@]}"
+[ "${SKIP_EVAL:-0}" = 1 ] && { echo "SKIP_EVAL=1: no evaluation"; exit 0; }
 
 pids=()
 for name in "${names[@]}"; do
