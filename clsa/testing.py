@@ -32,3 +32,16 @@ def assert_close(out: torch.Tensor, ref: torch.Tensor, low_precision: torch.Tens
     else:
         base = rel_rms(low_precision, ref)
         assert err <= 2 * base + 1e-6, f"error {err:.3e} > 2 x PyTorch's {base:.3e}"
+
+
+def lowp_attention(q, k, v, mask, scale: float):
+    """Masked GQA attention the way PyTorch does it in the inputs' dtype (matmuls in bf16, softmax
+    in fp32 then rounded): the error budget of the 2x rule for attention kernels.
+    q [B, T, Hq, D]; k, v [B, S, Hkv, D]; mask [B, T, S] bool; returns [B, T, Hq, D]."""
+    G = q.shape[2] // k.shape[2]
+    kt = k.repeat_interleave(G, dim=2).transpose(1, 2)
+    vt = v.repeat_interleave(G, dim=2).transpose(1, 2)
+    s = torch.einsum("bhcd,bhsd->bhcs", q.transpose(1, 2), kt) * scale
+    s = s.float().masked_fill(~mask[:, None], float("-inf"))
+    p = torch.softmax(s, -1).nan_to_num(0.0).to(q.dtype)
+    return torch.einsum("bhcs,bhsd->bhcd", p, vt).transpose(1, 2)

@@ -16,6 +16,7 @@ import math
 from torch import nn
 
 from clsa import ops
+from clsa.model.cache import RingKV
 from clsa.model.layers import RMSNorm, Rope, SwiGLU
 
 
@@ -34,16 +35,22 @@ class SelfAttention(nn.Module):
     def forward(self, x, rope, q_pos, kv_start, layer_cache=None):
         B, T, _ = x.shape
         rope = Rope.of(rope, self.theta)
-        q, k, v = self.qkv_proj(x).split((self.h * self.d, self.hkv * self.d, self.hkv * self.d), dim=-1)
-        q = rope(q.view(B, T, self.h, self.d))
-        k = rope(k.view(B, T, self.hkv, self.d))
-        v = v.view(B, T, self.hkv, self.d)
+        qkv = self.qkv_proj(x)
+        # Q and K side by side in the projection: one rotary launch rotates both (heads apart)
+        qk = rope(qkv[..., :(self.h + self.hkv) * self.d].view(B, T, self.h + self.hkv, self.d))
+        q, k = qk[:, :, :self.h], qk[:, :, self.h:]
+        v = qkv[..., (self.h + self.hkv) * self.d:].view(B, T, self.hkv, self.d)
         if layer_cache is None:
             k_all, v_all, k_pos = k, v, q_pos
         else:
             k_all, v_all, k_pos = layer_cache.update(k, v, q_pos)
+        # windowed prefill: the keys are [ring | own slots] (RingKV) or just the own slots, and
+        # q_pos is contiguous: say so, so fast paths need not check the values (a host sync)
+        ring = None
+        if self.window is not None and T > 1:
+            ring = layer_cache.window if isinstance(layer_cache, RingKV) else 0 if layer_cache is None else None
         o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
-                          1.0 / math.sqrt(self.d), query_chunk=self.chunk)
+                          1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring)
         return self.o_proj(o.reshape(B, T, self.h * self.d))
 
 

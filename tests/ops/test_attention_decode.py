@@ -11,7 +11,7 @@ import torch
 
 from clsa.ops.attention import naive
 from clsa.ops.attention import triton_decode as td
-from clsa.testing import assert_close
+from clsa.testing import assert_close, lowp_attention
 
 SHAPES = [(4, 2), (3, 1), (2, 2)]  # (Hq, Hkv)
 
@@ -156,18 +156,6 @@ def test_masked_sdpa_fallback_equals_reference():
 
 
 # --------------------------------------------------------------------------------------- GPU
-def _lowp_attention(q, k, v, mask, scale):
-    """PyTorch in the input dtype (matmuls in bf16, softmax in fp32 then rounded): the error
-    budget of the 2x rule."""
-    G = q.shape[2] // k.shape[2]
-    kt = k.repeat_interleave(G, dim=2).transpose(1, 2)
-    vt = v.repeat_interleave(G, dim=2).transpose(1, 2)
-    s = torch.einsum("bhcd,bhsd->bhcs", q.transpose(1, 2), kt) * scale
-    s = s.float().masked_fill(~mask[:, None], float("-inf"))
-    p = torch.softmax(s, -1).nan_to_num(0.0).to(q.dtype)
-    return torch.einsum("bhcs,bhsd->bhcd", p, vt).transpose(1, 2)
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("window", [None, 4096])
 @pytest.mark.parametrize("B", [1, 4])
@@ -182,7 +170,7 @@ def test_gpu_bf16_dense_decode(B, window):
     out = td.attention(q, k, v, q_pos, k_pos, kv_start, window)
     ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window)
     mask = naive.visible_mask(q_pos, k_pos, kv_start, window)
-    assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
+    assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))
 
 
 @pytest.mark.gpu
@@ -199,7 +187,7 @@ def test_gpu_fp32_and_fp16_decode():
             assert_close(out, ref)
         else:
             mask = naive.visible_mask(q_pos, k_pos, kv_start, None)
-            assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
+            assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))
 
 
 @pytest.mark.gpu
@@ -222,4 +210,4 @@ def test_gpu_cuda_graph_replay_follows_live_length():
         g.replay()
         ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start)
         mask = naive.visible_mask(q_pos, k_pos, kv_start, None)
-        assert_close(out, ref, low_precision=_lowp_attention(q, k, v, mask, D ** -0.5))
+        assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))

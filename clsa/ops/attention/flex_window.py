@@ -72,8 +72,10 @@ def window_prefill(q, k, v, q_pos, k_pos, kv_start, window: int, scale: float | 
         kpos, qpos = kp[b, ki], qp[b, qi]
         return (kpos >= start[b]) & (kpos >= 0) & (kpos <= qpos) & (kpos > qpos - window)
 
-    mask = BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=BLOCK, mask_mod=visible, seq_lengths=(T, S))
+    # forward only: the query-major block lists (for a backward pass) are not built
+    mask = BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=BLOCK, mask_mod=visible, seq_lengths=(T, S),
+                                    compute_q_blocks=False)
     run = _compiled() if q.is_cuda else flex_attention
     o = run(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=mask, scale=scale,
             enable_gqa=True)
-    return o.transpose(1, 2).nan_to_num(0.0)
+    return o.transpose(1, 2)  # a query that sees no key gets 0 from FlexAttention itself

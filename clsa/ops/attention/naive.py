@@ -37,8 +37,12 @@ def visible_mask(q_pos, k_pos, kv_start, window: int | None):
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 256):
+              scale: float | None = None, query_chunk: int = 256, ring: int | None = None):
     """Attention of ``q`` over the visible keys; computed in query chunks of ``query_chunk``.
+
+    ``ring`` is a layout hint fast paths may use (stock.py): the caller guarantees that key rows
+    [0, ring) hold older slots in any order and rows [ring, ring + Tq) the queries' own slots,
+    the queries at contiguous positions. The result never depends on it.
 
     Memory is O(B * Hq * query_chunk * S) at a time, never O(Tq * S) for the whole sequence.
     Differentiable (used by training on CPU).

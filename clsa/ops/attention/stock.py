@@ -1,6 +1,6 @@
 """Masked GQA attention with stock PyTorch fast paths (SDPA in the input dtype): the baseline.
 
-Same signature and masking rule as naive.py. With no padding, no window and every key row
+Same signature and masking rule as naive.py (``ring``: the layout hint documented there). With no padding, no window and every key row
 visible (a dense cache read to its last slot), call sites may pass ``k_pos=None`` to say so; SDPA
 then takes its mask-free FlashAttention path, the fastest stock decode.
 """
@@ -51,7 +51,7 @@ def ring_prefix(q_pos, k_pos, window) -> int | None:
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 1024):
+              scale: float | None = None, query_chunk: int = 1024, ring: int | None = None):
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
     if k_pos is None:
         return F.scaled_dot_product_attention(qt, kt, vt, scale=scale, enable_gqa=True).transpose(1, 2)
@@ -61,7 +61,8 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                                               scale=scale, enable_gqa=True).transpose(1, 2)
     outs = []
     trim = window is not None and q.shape[1] > query_chunk  # long windowed prefill, never decode
-    W = ring_prefix(q_pos, k_pos, window) if trim else None
+    # the layout: from the caller's hint, else checked on the values (a host sync per call)
+    W = (ring if ring is not None else ring_prefix(q_pos, k_pos, window)) if trim else None
     flex = FLEX_PREFILL == "on" or (FLEX_PREFILL == "auto" and q.is_cuda)
     if W is not None and flex and not (torch.is_grad_enabled() and q.requires_grad):  # inference
         from clsa.ops.attention.flex_window import window_prefill

@@ -301,10 +301,11 @@ def masked_sdpa(q, k, v, mask_fn, scale: float, query_chunk: int):
     return torch.cat(outs, dim=1)
 
 
-def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk):
+def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring=None):
     if q.is_cuda and not needs_grad(q, k, v):  # prefill: stock SDPA (flash when plainly causal)
         from clsa.ops.attention import stock
-        return stock.attention(q, k, v, q_pos, k_pos, kv_start, window, scale, max(query_chunk, 1024))
+        return stock.attention(q, k, v, q_pos, k_pos, kv_start, window, scale, max(query_chunk, 1024),
+                               ring)
     if q.is_cuda and k_pos is None:
         return torch.nn.functional.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale,
@@ -376,7 +377,7 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 256):
+              scale: float | None = None, query_chunk: int = 256, ring: int | None = None):
     """Masked GQA attention; same arguments, shapes and result as ``naive.attention``.
 
     q [B, Tq, Hq, D]; k, v [B, S, Hkv, D]; q_pos [B, Tq]; k_pos [B, S] (-1 empty); kv_start [B].
@@ -394,5 +395,5 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     if (q.shape[1] * G > MAX_ROWS or needs_grad(q, k, v)
             or not kernel_ok(q, k, v, q_pos, k_pos, kv_start)):
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-        return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk)
+        return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring)
     return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale)
