@@ -105,8 +105,8 @@ def test_gpu_long_chunked_prefill_with_flex_window_equals_reference(variant):
     from clsa.ops.attention import stock
     from clsa.testing import assert_close
     assert stock.FLEX_PREFILL == "auto"
-    m = build(variant, sliding_window=96, self_decoder_chunk=1536, index_top_k=32,
-              max_position_embeddings=8192).cuda()
+    m = build(variant, sliding_window=96, self_decoder_chunk=1536, index_top_k=32, head_dim=16,
+              max_position_embeddings=8192).cuda()  # compiled flex needs head dim >= 16
     prompt = tokens(2, 3500).cuda()
     mask = torch.ones_like(prompt)
     mask[1, :700] = 0

@@ -93,3 +93,9 @@ def test_window_prefill_gpu_bf16(T, W, window):
     ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window, 128 ** -0.5)
     mask = naive.visible_mask(q_pos, k_pos, kv_start, window)
     assert_close(out.float(), ref, low_precision=lowp_attention(q, k, v, mask, 128 ** -0.5).float())
+
+
+def test_auto_mode_leaves_head_dims_below_16_to_sdpa():
+    # compiled FlexAttention cannot take head dim 8: "auto" must not send it there
+    q = torch.zeros(1, 4, 2, 8)
+    assert not flex_window.supported(q) and flex_window.supported(torch.zeros(1, 4, 2, 16))

@@ -28,6 +28,11 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 BLOCK = 128
 
 
+def supported(q) -> bool:
+    """Compiled FlexAttention needs head dim >= 16 (a tensor-core tile); stock SDPA takes the rest."""
+    return q.shape[-1] >= 16
+
+
 @functools.cache
 def _compiled():
     return torch.compile(flex_attention)  # static first, dynamic from the second chunk length on

@@ -63,10 +63,10 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     trim = window is not None and q.shape[1] > query_chunk  # long windowed prefill, never decode
     # the layout: from the caller's hint, else checked on the values (a host sync per call)
     W = (ring if ring is not None else ring_prefix(q_pos, k_pos, window)) if trim else None
-    flex = FLEX_PREFILL == "on" or (FLEX_PREFILL == "auto" and q.is_cuda)
-    if W is not None and flex and not (torch.is_grad_enabled() and q.requires_grad):  # inference
-        from clsa.ops.attention.flex_window import window_prefill
-        return window_prefill(q, k, v, q_pos, k_pos, kv_start, window, scale)
+    if W is not None and FLEX_PREFILL != "off" and not (torch.is_grad_enabled() and q.requires_grad):
+        from clsa.ops.attention import flex_window  # inference: FlexAttention over the band
+        if FLEX_PREFILL == "on" or (q.is_cuda and flex_window.supported(q)):
+            return flex_window.window_prefill(q, k, v, q_pos, k_pos, kv_start, window, scale)
     for s in range(0, q.shape[1], query_chunk):
         e = min(s + query_chunk, q.shape[1])
         if W is not None:  # the chunk's window, from the layout alone: no mask scan, no sync
