@@ -86,8 +86,18 @@ class CrossAttention(nn.Module):
         return self.o_proj(o.reshape(B, T, self.h * self.d))
 
 
+def settle(x, f):
+    """The hidden state x + f that a block stack left as (x, f); x when nothing is pending."""
+    return x if f is None else x + f
+
+
 class Block(nn.Module):
-    """Pre-RMSNorm residual block: attention then SwiGLU."""
+    """Pre-RMSNorm residual block: attention then SwiGLU.
+
+    ``forward(x, ..., pending=f)`` returns ``(x, f)``: the block's output is ``x + f``, left
+    unsummed. The next block's first norm adds it in its own pass (fused add + RMSNorm), so a stack
+    launches no separate residual add. ``settle(x, f)`` sums it where a plain tensor is needed.
+    """
 
     def __init__(self, config, attn: nn.Module):
         super().__init__()
@@ -96,7 +106,11 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
 
-    def forward(self, x, *args, **kwargs):
-        a = self.attn(self.attn_norm(x), *args, **kwargs)
+    def forward(self, x, *args, pending=None, **kwargs):
+        if pending is None:
+            h = self.attn_norm(x)
+        else:  # the previous block's FFN output joins the residual stream here, in the norm's pass
+            h, x = self.attn_norm(pending, residual=x)
+        a = self.attn(h, *args, **kwargs)
         h, x = self.ffn_norm(a, residual=x)  # x + a and its norm in one pass
-        return x + self.ffn(h)
+        return x, self.ffn(h)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from clsa import ops
-from clsa.model.attention import Block, CrossAttention, SelfAttention
+from clsa.model.attention import Block, CrossAttention, SelfAttention, settle
 from clsa.model.cache import IndexKeys
 from clsa.model.indexer import Indexer
 from clsa.model.layers import RMSNorm, Rope
@@ -71,9 +71,16 @@ class CLSABackbone(nn.Module):
         return {i: blk.indexer for i, blk in enumerate(self.cross_layers) if blk.indexer is not None}
 
     def self_decode(self, h, positions, q_pos, kv_start, cache=None):
+        """The self-attention stack; returns (x, f), its output being x + f (see Block)."""
+        f = None
         for i, layer in enumerate(self.layers):
-            h = layer(h, positions, q_pos, kv_start, None if cache is None else cache.layers[i])
-        return h
+            h, f = layer(h, positions, q_pos, kv_start, None if cache is None else cache.layers[i],
+                         pending=f)
+        return h, f
+
+    def final_norm(self, x, f):
+        """norm(x + f), the add fused into the norm."""
+        return self.norm(x) if f is None else self.norm(f, residual=x)[0]
 
     def shared_kv(self, h_sd, rope):
         """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V)."""
@@ -92,12 +99,12 @@ class CLSABackbone(nn.Module):
         n = T if keep is None else min(keep, T)
         positions = Rope.of(positions, self.config.rope_theta)
         if not self.config.is_yoco:
-            h = self.self_decode(h, positions, q_pos, kv_start, cache)
+            x, f = self.self_decode(h, positions, q_pos, kv_start, cache)
             if cache is not None:
                 cache.advance(T)
             self.last_routing = Routing({}, 0)
-            return self.norm(h[:, T - n:])
-        h_sd = self.self_decode(h, positions, q_pos, kv_start, cache)
+            return self.final_norm(x[:, T - n:], None if f is None else f[:, T - n:])
+        h_sd = settle(*self.self_decode(h, positions, q_pos, kv_start, cache))
         k, v = self.shared_kv(h_sd, positions)
         keys = {i: IndexKeys(ix.keys(h_sd, positions)) for i, ix in self.indexers().items()}
         if cache is None:
@@ -109,20 +116,22 @@ class CLSABackbone(nn.Module):
         if n == 0:
             return h_sd[:, :0]
         tail = slice(T - n, T)
-        h = self.cross_decode(h_sd[:, tail], positions.slice(tail), q_pos[:, tail], kv_start, shared,
-                              keys, dense_cross)
-        return self.norm(h)
+        x, f = self.cross_decode(h_sd[:, tail], positions.slice(tail), q_pos[:, tail], kv_start, shared,
+                                 keys, dense_cross)
+        return self.final_norm(x, f)
 
     def cross_decode(self, h, positions, q_pos, kv_start, shared, keys, dense_cross=False):
+        """The cross-decoder on input h; returns (x, f), its output being x + f (see Block)."""
         c = self.config
         sparse = c.is_sparse and not dense_cross
         # One query per row (decode): gather the selected rows once per new index; every layer
         # that reuses the index reads the compact buffer instead of the whole cache.
         gather_once = sparse and h.shape[1] == 1
-        idx, gathered, calls, seen = None, None, 0, {}
+        idx, gathered, calls, seen, f = None, None, 0, {}, None
         for i, blk in enumerate(self.cross_layers):
             indexer = self.indexer if (i == 0 and self.indexer is not None) else blk.indexer
             if sparse and indexer is not None:
+                h, f = settle(h, f), None  # the indexer reads this layer's input itself
                 idx = indexer(h, positions, q_pos, kv_start, keys[i].k, k_scale=keys[i].scale)
                 calls += 1
                 gathered = None
@@ -131,10 +140,10 @@ class CLSABackbone(nn.Module):
                     gathered = (k_sel, v_sel, idx[:, 0])
             if sparse:
                 seen[i] = idx
-            h = blk(h, positions, q_pos, kv_start, shared,
-                    idx=idx if sparse and not gather_once else None, gathered=gathered)
+            h, f = blk(h, positions, q_pos, kv_start, shared,
+                       idx=idx if sparse and not gather_once else None, gathered=gathered, pending=f)
         self.last_routing = Routing(seen, calls)
-        return h
+        return h, f
 
 
 @dataclass
@@ -164,13 +173,13 @@ def cross_states(backbone: CLSABackbone, input_ids, kv_start=None) -> CrossState
     q_pos = torch.arange(T, device=input_ids.device).expand(B, T)
     positions = (q_pos - kv_start[:, None]).clamp_min(0)
     rope = Rope(positions, backbone.config.rope_theta)
-    h_sd = backbone.self_decode(backbone.embed_tokens(input_ids), rope, q_pos, kv_start)
+    h_sd = settle(*backbone.self_decode(backbone.embed_tokens(input_ids), rope, q_pos, kv_start))
     k, v = backbone.shared_kv(h_sd, rope)
     keys = {i: ix.keys(h_sd, rope) for i, ix in backbone.indexers().items()}
     inputs, h = [], h_sd
     for blk in backbone.cross_layers:
         inputs.append(h)
-        h = blk(h, rope, q_pos, kv_start, (k, v, q_pos))
+        h = settle(*blk(h, rope, q_pos, kv_start, (k, v, q_pos)))
     return CrossStates(h_sd, inputs, (k, v, q_pos), keys, positions, q_pos, kv_start)
 
 
