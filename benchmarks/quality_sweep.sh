@@ -6,7 +6,8 @@
 # a wave starts when the one before it has finished, so a run may start --from "$RUN/<name>" of
 # an earlier wave. A name written "+name" is not waited for by later waves, only at the end
 # (e.g. a from-scratch baseline that trains through every wave). Runs whose command is repeated
-# after a cap resume from their last checkpoint.
+# after a cap resume from their last checkpoint; a cap sends SIGTERM, so a run saves a checkpoint at
+# the step it reached (exit 143) and its evaluation reads that step.
 #   OUT=/tmp/out SPECS="$(cat specs.txt)" T_TRAIN=400 bash benchmarks/quality_sweep.sh
 # Each run's log.jsonl and eval JSON land in $OUT as q-<name>.jsonl, q-eval-<name>.json.
 # SKIP_EVAL=1 skips the evaluation phase entirely: train only (e.g. a first call whose

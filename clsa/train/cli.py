@@ -83,7 +83,7 @@ def _run(ns: argparse.Namespace, stage: str | None) -> int:
     metrics = train(TrainArgs(**values))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one copy of the final metrics
         print(json.dumps(metrics, indent=2))
-    return 0
+    return 143 if "stopped_at" in metrics else 0  # 128 + SIGTERM: checkpointed, not finished
 
 
 def register(sub) -> None:

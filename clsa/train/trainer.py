@@ -22,6 +22,11 @@ A run whose out_dir holds ``checkpoints/latest`` resumes from it, exactly: the m
 schedule, data stream and RNG states are restored, so N steps in one go and N/2 + resume + N/2
 give identical losses on CPU. ``on_step(step, record)`` is called after every step (tests stop
 runs through it).
+
+SIGTERM (``timeout``, a scheduler's pre-emption notice, torchrun passing it on) does not lose the
+steps since the last checkpoint: the run finishes its current step, saves a checkpoint there and
+stops (no ``model/``); the returned metrics hold ``stopped_at`` and ``clsa train`` exits with 143.
+Run the same command again to resume.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import contextlib
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -105,6 +112,25 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StopRequest:
+    """Notes a SIGTERM while installed (main thread only), so the loop can checkpoint and stop."""
+
+    def __init__(self):
+        self.signum, self._old = None, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
 
 
 def _add(total: dict, part: dict) -> None:
@@ -334,33 +360,46 @@ class _Run:
                    disable=not (a.progress and env.is_main), dynamic_ncols=True)
         speeds, first = [], self.step + 1
         saved_at = self.step if self.ckpt is not None else None
-        try:
-            for step in range(self.step + 1, a.steps + 1):
-                record = self._train_step(step)
-                if not all(math.isfinite(record[k]) for k in ("loss", "grad_norm")):
-                    raise FloatingPointError(f"step {step}: loss {record['loss']}, grad norm "
-                                             f"{record['grad_norm']}; lower --lr or --grad-clip")
-                if step > first:  # the first step pays one-off warm-up costs
-                    speeds.append(record["tokens_per_s"])
-                if step == a.steps or (a.eval_every and step % a.eval_every == 0):
-                    record.update(self.evaluate())
-                if self.log:
-                    self.log.write(record)
-                metrics = record
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                tok_s=f"{record['tokens_per_s']:.0f}")
-                if step == a.steps or (a.save_every and step % a.save_every == 0):
-                    self.save(step, record)
-                    saved_at = step
-                self.step = step
-                if on_step is not None:
-                    on_step(step, record)
-        finally:
-            bar.close()
+        stopped = False
+        with StopRequest() as stop:
+            try:
+                for step in range(self.step + 1, a.steps + 1):
+                    record = self._train_step(step)
+                    if not all(math.isfinite(record[k]) for k in ("loss", "grad_norm")):
+                        raise FloatingPointError(f"step {step}: loss {record['loss']}, grad norm "
+                                                 f"{record['grad_norm']}; lower --lr or --grad-clip")
+                    if step > first:  # the first step pays one-off warm-up costs
+                        speeds.append(record["tokens_per_s"])
+                    if step == a.steps or (a.eval_every and step % a.eval_every == 0):
+                        record.update(self.evaluate())
+                    if self.log:
+                        self.log.write(record)
+                    metrics = record
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                    tok_s=f"{record['tokens_per_s']:.0f}")
+                    if step == a.steps or (a.save_every and step % a.save_every == 0):
+                        self.save(step, record)
+                        saved_at = step
+                    self.step = step
+                    if on_step is not None:
+                        on_step(step, record)
+                    # every rank stops at the same step (the checkpoint is a collective)
+                    stopped = stop.signum is not None
+                    if env.distributed:
+                        stopped = env.sum([float(stopped)])[0] > 0
+                    if stopped:
+                        break
+            finally:
+                bar.close()
         if saved_at != self.step:
             self.save(self.step, metrics)
-        self._finish()
+        if stopped:
+            log.warning("SIGTERM: stopped at step %d with a checkpoint there; run the same "
+                        "command again to resume", self.step)
+            metrics = {**metrics, "stopped_at": self.step}
+        else:
+            self._finish()
         if speeds:
             metrics["mean_tokens_per_s"] = sum(speeds) / len(speeds)
         metrics["out_dir"] = str(self.out)
