@@ -4,7 +4,8 @@
                 the GPU memory left after the weights (minus a margin), then the graph-replayed
                 decode step at that batch: tokens/s = B / step time.
     prefill     time to first token of one prompt: the model's own prefill (YOCO: chunked
-                self-decoder, early exit; dense: one flash-causal pass), CUDA events, median of 2.
+                self-decoder, early exit; dense: one flash-causal pass), CUDA events, median of 3
+                after a warm-up run (which compiles kernels) and an emptied allocator pool.
     memory      the allocator's bytes for a static cache of B sequences at context N, next to the
                 computed figure from clsa.model.memory.
 """
