@@ -16,7 +16,6 @@ import math
 from torch import nn
 
 from clsa import ops
-from clsa.model.cache import RingKV
 from clsa.model.layers import RMSNorm, Rope, SwiGLU
 
 
@@ -44,11 +43,9 @@ class SelfAttention(nn.Module):
             k_all, v_all, k_pos = k, v, q_pos
         else:
             k_all, v_all, k_pos = layer_cache.update(k, v, q_pos)
-        # windowed prefill: the keys are [ring | own slots] (RingKV) or just the own slots, and
-        # q_pos is contiguous: say so, so fast paths need not check the values (a host sync)
-        ring = None
-        if self.window is not None and T > 1:
-            ring = layer_cache.window if isinstance(layer_cache, RingKV) else 0 if layer_cache is None else None
+        # the key layout ([ring | own slots]; no cache: own slots only, q_pos contiguous) stated,
+        # so windowed prefill need not check it on the values (a host sync per layer)
+        ring = 0 if layer_cache is None else layer_cache.ring_rows(T)
         o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
                           1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring)
         return self.o_proj(o.reshape(B, T, self.h * self.d))

@@ -102,6 +102,10 @@ class FullKV:
         self.k.reorder(beam_idx)
         self.v.reorder(beam_idx)
 
+    def ring_rows(self, T: int) -> None:
+        """Keys from ``update`` are every slot, not [ring | own slots]: no ring layout."""
+        return None
+
 
 class RingKV:
     """The last ``window`` slots of a sliding-window layer; constant size whatever the length."""
@@ -135,6 +139,12 @@ class RingKV:
         self.v[:, ring] = v[:, T - n:].to(self.v.dtype)
         self.pos[ring] = slots
         return k_all, v_all, k_pos
+
+    def ring_rows(self, T: int) -> int | None:
+        """For T > 1 new tokens ``update`` returns keys laid out as [the ring's ``window`` rows |
+        the T own slots] with the queries at contiguous slots: attention's ``ring`` hint. A single
+        token (decode) gets the ring alone: None."""
+        return self.window if T > 1 else None
 
     def reorder(self, beam_idx):
         self.k = self.k.index_select(0, beam_idx.to(self.k.device))

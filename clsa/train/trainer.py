@@ -361,37 +361,34 @@ class _Run:
         speeds, first = [], self.step + 1
         saved_at = self.step if self.ckpt is not None else None
         stopped = False
-        with StopRequest() as stop:
-            try:
-                for step in range(self.step + 1, a.steps + 1):
-                    record = self._train_step(step)
-                    if not all(math.isfinite(record[k]) for k in ("loss", "grad_norm")):
-                        raise FloatingPointError(f"step {step}: loss {record['loss']}, grad norm "
-                                                 f"{record['grad_norm']}; lower --lr or --grad-clip")
-                    if step > first:  # the first step pays one-off warm-up costs
-                        speeds.append(record["tokens_per_s"])
-                    if step == a.steps or (a.eval_every and step % a.eval_every == 0):
-                        record.update(self.evaluate())
-                    if self.log:
-                        self.log.write(record)
-                    metrics = record
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                    tok_s=f"{record['tokens_per_s']:.0f}")
-                    if step == a.steps or (a.save_every and step % a.save_every == 0):
-                        self.save(step, record)
-                        saved_at = step
-                    self.step = step
-                    if on_step is not None:
-                        on_step(step, record)
-                    # every rank stops at the same step (the checkpoint is a collective)
-                    stopped = stop.signum is not None
-                    if env.distributed:
-                        stopped = env.sum([float(stopped)])[0] > 0
-                    if stopped:
-                        break
-            finally:
-                bar.close()
+        with StopRequest() as stop, contextlib.closing(bar):
+            for step in range(self.step + 1, a.steps + 1):
+                record = self._train_step(step)
+                if not all(math.isfinite(record[k]) for k in ("loss", "grad_norm")):
+                    raise FloatingPointError(f"step {step}: loss {record['loss']}, grad norm "
+                                             f"{record['grad_norm']}; lower --lr or --grad-clip")
+                if step > first:  # the first step pays one-off warm-up costs
+                    speeds.append(record["tokens_per_s"])
+                if step == a.steps or (a.eval_every and step % a.eval_every == 0):
+                    record.update(self.evaluate())
+                if self.log:
+                    self.log.write(record)
+                metrics = record
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                tok_s=f"{record['tokens_per_s']:.0f}")
+                if step == a.steps or (a.save_every and step % a.save_every == 0):
+                    self.save(step, record)
+                    saved_at = step
+                self.step = step
+                if on_step is not None:
+                    on_step(step, record)
+                # every rank stops at the same step (the checkpoint is a collective)
+                stopped = stop.signum is not None
+                if env.distributed:
+                    stopped = env.sum([float(stopped)])[0] > 0
+                if stopped:
+                    break
         if saved_at != self.step:
             self.save(self.step, metrics)
         if stopped:

@@ -10,16 +10,11 @@ import clsa.ops
 from clsa.ops.indexer_topk import naive
 from clsa.ops.indexer_topk import triton_topk as tt
 from clsa.testing import assert_close
-from tests.ops.topk_helpers import (TOPK_CASES, check_selection, check_selection_gpu, gpu_case,
-                                    inputs, sorted_rows, visible)
+from tests.ops.topk_helpers import (SCORE_CASES, TOPK_CASES, check_selection, check_selection_gpu,
+                                    gpu_case, inputs, sorted_rows, visible)
 
 
-@pytest.mark.parametrize("S,Hi,Tq,scoring,with_w", [
-    (1, 1, 1, "dot", False),
-    (63, 3, 2, "relu", True),
-    (200, 1, 1, "relu", False),
-    (1000, 3, 1, "dot", True),
-])
+@pytest.mark.parametrize("S,Hi,Tq,scoring,with_w", SCORE_CASES)
 def test_scores_match_reference(S, Hi, Tq, scoring, with_w):
     q, k, w, q_pos, kv_start = inputs(2, Tq, S, Hi, 32, with_w)
     out = tt.indexer_scores(q, k, w, q_pos, kv_start, scoring)

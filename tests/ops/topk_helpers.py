@@ -85,6 +85,14 @@ def check_selection_gpu(idx, ref, scores, visible, K):
     assert (got >= want - eps).all(), f"selection worse than the reference: {got - want}"
 
 
+# (S, Hi, Tq, scoring, with_w) of the scoring tests, for 16-bit and 8-bit keys alike
+SCORE_CASES = [
+    (1, 1, 1, "dot", False),
+    (63, 3, 2, "relu", True),
+    (200, 1, 1, "relu", False),
+    (1000, 3, 1, "dot", True),
+]
+
 # (B, Tq, S, Hi, Di, top_k, scoring, with_w): the awkward CPU shapes every top-k kernel test runs
 TOPK_CASES = [
     (1, 1, 1, 1, 32, 4, "dot", False),        # one slot, k larger than the context

@@ -14,8 +14,9 @@ empty or stale ring rows, the window) is the mask function, read from k_pos/q_po
 
     out = window_prefill(q, k, v, q_pos, k_pos, kv_start, window, scale)
 
-On CUDA the call is compiled (``torch.compile(flex_attention)``; the first call of each shape
-compiles for some seconds, a second length once more, as dynamic). On CPU it runs FlexAttention's eager path: tests only.
+On CUDA the call is compiled (``torch.compile(flex_attention)``: the first chunk length compiles
+for some seconds, a second one once more, as dynamic). On CPU it runs FlexAttention's eager path,
+for tests only.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Masked GQA attention with stock PyTorch fast paths (SDPA in the input dtype): the baseline.
 
-Same signature and masking rule as naive.py (``ring``: the layout hint documented there). With no padding, no window and every key row
-visible (a dense cache read to its last slot), call sites may pass ``k_pos=None`` to say so; SDPA
-then takes its mask-free FlashAttention path, the fastest stock decode.
+Same signature and masking rule as naive.py (``ring``: the layout hint documented there). With no
+padding, no window and every key row visible (a dense cache read to its last slot), call sites may
+pass ``k_pos=None`` to say so; SDPA then takes its mask-free FlashAttention path, the fastest
+stock decode.
 """
 
 from __future__ import annotations
