@@ -31,10 +31,18 @@ class SelfAttention(nn.Module):
         self.qkv_proj = nn.Linear(c.hidden_size, (self.h + 2 * self.hkv) * self.d, bias=False)
         self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
 
+    @property
+    def in_proj(self) -> nn.Linear:
+        """The projection of the layer's input (Block fuses the pre-norm into it)."""
+        return self.qkv_proj
+
     def forward(self, x, rope, q_pos, kv_start, layer_cache=None):
-        B, T, _ = x.shape
+        return self.attend(ops.linear(x, self.qkv_proj.weight), rope, q_pos, kv_start, layer_cache)
+
+    def attend(self, qkv, rope, q_pos, kv_start, layer_cache=None):
+        """The layer after its input projection: qkv [B, T, (Hq + 2 Hkv) D] -> [B, T, C]."""
+        B, T, _ = qkv.shape
         rope = Rope.of(rope, self.theta)
-        qkv = self.qkv_proj(x)
         # Q and K side by side in the projection: one rotary launch rotates both (heads apart)
         qk = rope(qkv[..., :(self.h + self.hkv) * self.d].view(B, T, self.h + self.hkv, self.d))
         q, k = qk[:, :, :self.h], qk[:, :, self.h:]
@@ -48,7 +56,7 @@ class SelfAttention(nn.Module):
         ring = 0 if layer_cache is None else layer_cache.ring_rows(T)
         o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
                           1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring)
-        return self.o_proj(o.reshape(B, T, self.h * self.d))
+        return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 
 class CrossAttention(nn.Module):
@@ -63,14 +71,22 @@ class CrossAttention(nn.Module):
         self.q_proj = nn.Linear(c.hidden_size, self.h * self.d, bias=False)
         self.o_proj = nn.Linear(self.h * self.d, c.hidden_size, bias=False)
 
+    @property
+    def in_proj(self) -> nn.Linear:
+        return self.q_proj
+
     def queries(self, x, rope):
         B, T, _ = x.shape
-        return Rope.of(rope, self.theta)(self.q_proj(x).view(B, T, self.h, self.d))
+        return Rope.of(rope, self.theta)(ops.linear(x, self.q_proj.weight).view(B, T, self.h, self.d))
 
     def forward(self, x, rope, q_pos, kv_start, shared, idx=None, gathered=None):
         """shared = (k, v, k_pos) of the whole cache; gathered = (k_sel, v_sel, sel_pos) at decode."""
-        B, T, _ = x.shape
-        q = self.queries(x, rope)
+        return self.attend(ops.linear(x, self.q_proj.weight), rope, q_pos, kv_start, shared, idx, gathered)
+
+    def attend(self, q, rope, q_pos, kv_start, shared, idx=None, gathered=None):
+        """The layer after its input projection: q [B, T, Hq D] (before rotary) -> [B, T, C]."""
+        B, T, _ = q.shape
+        q = Rope.of(rope, self.theta)(q.view(B, T, self.h, self.d))
         if gathered is not None:  # decode: attend over the compact buffer gathered once per step
             k_sel, v_sel, sel_pos = gathered
             o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,
@@ -80,7 +96,7 @@ class CrossAttention(nn.Module):
         else:
             o = ops.attention(q, shared[0], shared[1], q_pos, shared[2], kv_start, None, self.scale,
                               query_chunk=self.chunk)
-        return self.o_proj(o.reshape(B, T, self.h * self.d))
+        return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 
 def settle(x, f):
@@ -94,6 +110,9 @@ class Block(nn.Module):
     ``forward(x, ..., pending=f)`` returns ``(x, f)``: the block's output is ``x + f``, left
     unsummed. The next block's first norm adds it in its own pass (fused add + RMSNorm), so a stack
     launches no separate residual add. ``settle(x, f)`` sums it where a plain tensor is needed.
+    Each norm is fused into the projection that reads it (``ops.norm_linear``), and the SwiGLU
+    gate into the down projection (``ops.silu_mul_linear``): at decode a block is six launches of
+    weight-streaming kernels plus its attention, with no elementwise pass of its own.
     """
 
     def __init__(self, config, attn: nn.Module):
@@ -104,10 +123,11 @@ class Block(nn.Module):
         self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
 
     def forward(self, x, *args, pending=None, **kwargs):
-        if pending is None:
-            h = self.attn_norm(x)
-        else:  # the previous block's FFN output joins the residual stream here, in the norm's pass
-            h, x = self.attn_norm(pending, residual=x)
-        a = self.attn(h, *args, **kwargs)
-        h, x = self.ffn_norm(a, residual=x)  # x + a and its norm in one pass
-        return x, self.ffn(h)
+        n, p = self.attn_norm, self.attn.in_proj
+        # the previous block's FFN output joins the residual stream here, in the norm's pass
+        y, x = ops.norm_linear(x if pending is None else pending, n.weight, n.eps, p.weight,
+                               None if pending is None else x)
+        a = self.attn.attend(y, *args, **kwargs)
+        n, ffn = self.ffn_norm, self.ffn
+        gate_up, x = ops.norm_linear(a, n.weight, n.eps, ffn.gate_up_proj.weight, x)  # x + a, normed
+        return x, ops.silu_mul_linear(gate_up, ffn.down_proj.weight)

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from clsa import ops
 from clsa.ops.indexer_topk.quant import quantize_keys
 
 
@@ -120,10 +121,7 @@ class RingKV:
     def update(self, k, v, q_pos):
         B, T = k.shape[:2]
         if T == 1:  # decode: write the token first, then the ring itself is the whole window
-            ring = q_pos[0].long() % self.window
-            self.k.index_copy_(1, ring, k.to(self.k.dtype))
-            self.v.index_copy_(1, ring, v.to(self.v.dtype))
-            self.pos.index_copy_(0, ring, q_pos[0].long())
+            ops.ring_write(self.k, self.v, self.pos, k, v, q_pos)  # one launch with the triton backend
             # entries after q_pos are stale (a step re-run at an earlier position): mask them
             return self.k, self.v, self.pos.expand(B, -1)
         k_all = torch.cat((self.k, k.to(self.k.dtype)), 1)

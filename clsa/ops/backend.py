@@ -18,7 +18,9 @@ import importlib
 import os
 
 from clsa.ops.attention import naive as _attn
+from clsa.ops.cache_write import naive as _cw
 from clsa.ops.indexer_topk import naive as _idx
+from clsa.ops.linear import naive as _lin
 from clsa.ops.norm import naive as _norm
 from clsa.ops.rotary import naive as _rot
 from clsa.ops.sparse_attention import naive as _sparse
@@ -39,7 +41,15 @@ _OPS = {
                                          "triton": "clsa.ops.indexer_topk.triton_topk"}),
     "rms_norm": (_norm.rms_norm, {"torch": "clsa.ops.norm.stock", "triton": "clsa.ops.norm.triton_norm"}),
     "silu_mul": (_norm.silu_mul, {"torch": "clsa.ops.norm.stock", "triton": "clsa.ops.norm.triton_norm"}),
+    "linear": (_lin.linear, {"torch": "clsa.ops.linear.stock", "triton": "clsa.ops.linear.triton_gemv"}),
+    "norm_linear": (_lin.norm_linear, {"torch": "clsa.ops.linear.stock",
+                                       "triton": "clsa.ops.linear.triton_gemv"}),
+    "silu_mul_linear": (_lin.silu_mul_linear, {"torch": "clsa.ops.linear.stock",
+                                               "triton": "clsa.ops.linear.triton_gemv"}),
     "rotary": (_rot.rotary, {"torch": "clsa.ops.rotary.naive", "triton": "clsa.ops.rotary.triton_rotary"}),
+    # stock PyTorch has nothing better than index_copy_ (the reference): torch runs naive
+    "ring_write": (_cw.ring_write, {"torch": "clsa.ops.cache_write.naive",
+                                    "triton": "clsa.ops.cache_write.triton_write"}),
 }
 
 _state = {"backend": os.environ.get("CLSA_BACKEND", "naive")}
@@ -101,9 +111,25 @@ def rotary(*args, **kwargs):
     return _resolve("rotary")(*args, **kwargs)
 
 
+def ring_write(*args, **kwargs):
+    return _resolve("ring_write")(*args, **kwargs)
+
+
 def rms_norm(*args, **kwargs):
     return _resolve("rms_norm")(*args, **kwargs)
 
 
 def silu_mul(*args, **kwargs):
     return _resolve("silu_mul")(*args, **kwargs)
+
+
+def linear(*args, **kwargs):
+    return _resolve("linear")(*args, **kwargs)
+
+
+def norm_linear(*args, **kwargs):
+    return _resolve("norm_linear")(*args, **kwargs)
+
+
+def silu_mul_linear(*args, **kwargs):
+    return _resolve("silu_mul_linear")(*args, **kwargs)

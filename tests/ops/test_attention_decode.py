@@ -83,6 +83,78 @@ def test_many_blocks_per_split_and_garbage_rows(skip_empty):
     assert_close(out, ref)
 
 
+def counters_clean(device="cpu"):
+    """The split kernels' ticket counters are all zero between launches (self-cleaning)."""
+    return not td.split_counters(1, torch.device(device)).any()
+
+
+def split_case(S=100, B=2):
+    """Tq = 3 queries of G = 2 heads (M = 6 rows). Row 0: query 0 sees slots 3..10 only (one
+    split), query 1 slots 3..50, query 2 (q_pos < kv_start) nothing at all. Row 1: slots 32..47
+    are empty (k_pos = -1), so that split sees no key for any query."""
+    q, k, v = make_qkv(B, 3, S, 4, 2, 16)
+    q_pos = torch.tensor([[10, 50, 0], [S - 1, 20, 40]])[:B]
+    k_pos = torch.arange(S).expand(B, S).clone()
+    k_pos[1:, 32:48] = -1
+    kv_start = torch.tensor([3, 0])[:B]
+    return q, k, v, q_pos, k_pos, kv_start
+
+
+@pytest.mark.parametrize("window", [None, 12])
+def test_in_kernel_merge_many_splits(window):
+    """16-slot chunks: NS = 7 splits merged by the group's last program, with rows that see keys
+    in some splits only and rows that see none at all (exactly 0)."""
+    q, k, v, q_pos, k_pos, kv_start = split_case()
+    out = td.attention_decode(q, k, v, q_pos, k_pos, kv_start, window, block_s=16, chunk=16)
+    assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, window))
+    assert (out[0, 2] == 0).all()
+    assert counters_clean()
+
+
+def test_single_split_writes_out_directly(monkeypatch):
+    """NS == 1: no partials, no ticket (split_counters must not be reached)."""
+    def no_counters(*args):
+        raise AssertionError("NS == 1 took a ticket")
+    monkeypatch.setattr(td, "split_counters", no_counters)
+    q, k, v, q_pos, k_pos, kv_start = split_case()
+    for window in (None, 12):
+        out = td.attention_decode(q, k, v, q_pos, k_pos, kv_start, window, block_s=16, chunk=112)
+        assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, window))
+        assert (out[0, 2] == 0).all()
+
+
+def test_counters_reset_between_launches():
+    """Two launches on the same counters: a counter left non-zero would make the second launch's
+    last ticket NS - 1 + leftover, nobody would merge and out would keep torch.empty's NaN."""
+    q, k, v, q_pos, k_pos, kv_start = split_case()
+    for step in range(2):
+        if step:
+            q, k, v = make_qkv(2, 3, 100, 4, 2, 16)
+            q_pos = q_pos.flip(1)
+        out = td.attention_decode(q, k, v, q_pos, k_pos, kv_start, None, block_s=16, chunk=32)
+        assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, None))
+        assert counters_clean()
+
+
+def test_counters_grow_for_a_larger_batch(monkeypatch):
+    """A first launch sizes the counters for its B * Hkv groups; a larger batch grows them (the
+    old buffer is kept alive for graphs captured on it) and still merges right."""
+    monkeypatch.setattr(td, "MIN_COUNTERS", 1)
+    monkeypatch.setattr(td, "_COUNTERS", {})
+    monkeypatch.setattr(td, "_RETIRED", [])
+    S, Hq, Hkv, D = 70, 4, 2, 16
+    for B in (1, 5):
+        q, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
+        q_pos = torch.randint(0, S, (B, 1))
+        k_pos = torch.arange(S).expand(B, S).contiguous()
+        kv_start = torch.randint(0, 10, (B,))
+        out = td.attention_decode(q, k, v, q_pos, k_pos, kv_start, None, block_s=16, chunk=16)
+        assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, None))
+        assert td._COUNTERS[torch.device("cpu")].numel() == (2 if B == 1 else 16)
+        assert counters_clean()
+    assert [t.numel() for t in td._RETIRED] == [2] and not td._RETIRED[0].any()
+
+
 def test_small_tq_packs_queries_in_one_tile():
     """Tq = 3 queries with their own q_pos (speculative decode) go through the kernel."""
     B, S, Hq, Hkv, D = 2, 63, 4, 2, 16
@@ -211,3 +283,32 @@ def test_gpu_cuda_graph_replay_follows_live_length():
         ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start)
         mask = naive.visible_mask(q_pos, k_pos, kv_start, None)
         assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))
+        assert counters_clean("cuda")  # the in-kernel merge (64 splits here) reset its tickets
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_replays_in_kernel_merge():
+    """B = 4, Tq = 2 and a window: a graph of two dense launches (both merging in-kernel) replayed
+    with new queries; every replay must match and leave the counters at zero."""
+    B, S, Hq, Hkv, D = 4, 8192, 24, 8, 128
+    q, k, v = make_qkv(B, 2, S, Hq, Hkv, D, torch.bfloat16, "cuda")
+    q_pos = torch.tensor([[8190, 8191], [100, 4000], [0, 1], [5000, 5001]], device="cuda")
+    k_pos = torch.arange(S, device="cuda").expand(B, S).contiguous()
+    kv_start = torch.tensor([0, 50, 2, 7], device="cuda")
+    def fn():
+        return (td.attention(q, k, v, q_pos, k_pos, kv_start),
+                td.attention(q, k, v, q_pos, k_pos, kv_start, 1000))
+    fn()
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        outs = fn()
+    for _ in range(3):
+        q.copy_(torch.randn_like(q))
+        g.replay()
+        for out, window in zip(outs, (None, 1000)):
+            ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window)
+            mask = naive.visible_mask(q_pos, k_pos, kv_start, window)
+            assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))
+        assert (outs[0][2] == 0).all() and (outs[1][2] == 0).all()  # q_pos < kv_start
+        assert counters_clean("cuda")

@@ -65,6 +65,64 @@ def test_sparse_many_blocks_per_split(skip_empty):
     assert_close(out, naive.sparse_attention(q, k, v, idx))
 
 
+def sparse_split_case(K=100, S=150):
+    """Groups are (sequence, query, K/V head): Tq = 2, Hq = 4, Hkv = 2. Index rows: (0, 0) all
+    valid; (0, 1) only its first 10 entries (one split); (1, 0) only -1 (zeros); (1, 1) a -1 run
+    over entries 32..47, so that split sees nothing."""
+    q = torch.randn(2, 2, 4, 16)
+    k, v = torch.randn(2, S, 2, 16), torch.randn(2, S, 2, 16)
+    idx = make_index(2, 2, S, K, [K, K])
+    idx[0, 1, 10:] = -1
+    idx[1, 0] = -1
+    idx[1, 1, 32:48] = -1
+    return q, k, v, idx
+
+
+def test_sparse_in_kernel_merge_many_splits():
+    """16-entry chunks: NS = 7 splits a group, merged by the group's last program."""
+    q, k, v, idx = sparse_split_case()
+    out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16)
+    assert_close(out, naive.sparse_attention(q, k, v, idx))
+    assert (out[1, 0] == 0).all()
+    assert not td.split_counters(1, torch.device("cpu")).any()
+
+
+def test_sparse_single_split_and_counter_reuse(monkeypatch):
+    """NS == 1 writes out without a ticket; two launches of NS = 4 on the same counters."""
+    def no_counters(*args):
+        raise AssertionError("NS == 1 took a ticket")
+    q, k, v, idx = sparse_split_case()
+    with monkeypatch.context() as m:
+        m.setattr(td, "split_counters", no_counters)
+        out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=112)
+        assert_close(out, naive.sparse_attention(q, k, v, idx))
+        assert (out[1, 0] == 0).all()
+    for step in range(2):
+        if step:
+            q = torch.randn_like(q)
+            idx = idx.flip(0).contiguous()
+        out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=32)
+        assert_close(out, naive.sparse_attention(q, k, v, idx))
+        assert not td.split_counters(1, torch.device("cpu")).any()
+
+
+def test_sparse_counters_grow(monkeypatch):
+    """B * Tq * Hkv groups: 2 for the first launch, 12 (grown to 16) for the second."""
+    monkeypatch.setattr(td, "MIN_COUNTERS", 1)
+    monkeypatch.setattr(td, "_COUNTERS", {})
+    monkeypatch.setattr(td, "_RETIRED", [])
+    S, K, Hq, Hkv, D = 80, 40, 4, 2, 16
+    for B, Tq in ((1, 1), (2, 3)):
+        q = torch.randn(B, Tq, Hq, D)
+        k, v = torch.randn(B, S, Hkv, D), torch.randn(B, S, Hkv, D)
+        idx = make_index(B, Tq, S, K, [K, 25][:B])
+        out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16)
+        assert_close(out, naive.sparse_attention(q, k, v, idx))
+        buf = td._COUNTERS[torch.device("cpu")]
+        assert buf.numel() == (2 if B == 1 else 16) and not buf.any()
+    assert [t.numel() for t in td._RETIRED] == [2]
+
+
 def test_sparse_small_tq_and_fallbacks():
     """Tq = 2 (own index per query) in the kernel; Tq > 16 and autograd fall back (CPU: naive)."""
     B, S, K, Hq, Hkv, D = 2, 63, 20, 3, 1, 16
@@ -146,3 +204,25 @@ def test_gpu_bf16_sparse_decode(B):
     k_ref, v_ref = naive.gather_kv(k, v, idx[:, 0])
     valid = idx[:, 0] >= 0
     assert torch.equal(k_sel[valid], k_ref[valid]) and torch.equal(v_sel[valid], v_ref[valid])
+
+
+@pytest.mark.gpu
+def test_gpu_sparse_cuda_graph_replay():
+    """One captured in-kernel-gather launch (NS > 1: the merge runs in the kernel) replayed with
+    new indices; every replay matches and leaves the ticket counters at zero."""
+    B, S, K, Hq, Hkv, D = 2, 32768, 2048, 24, 8, 128
+    q = torch.randn(B, 1, Hq, D, dtype=torch.bfloat16, device="cuda")
+    k = torch.randn(B, S, Hkv, D, dtype=torch.bfloat16, device="cuda")
+    v = torch.randn_like(k)
+    idx = make_index(B, 1, S, K, [K, 1000], "cuda")
+    sd.sparse_attention(q, k, v, idx)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        out = sd.sparse_attention(q, k, v, idx)
+    for n_valid in ([K, 1000], [17, 0], [2047, K]):
+        idx.copy_(make_index(B, 1, S, K, n_valid, "cuda"))
+        g.replay()
+        ref = naive.sparse_attention(q.float(), k.float(), v.float(), idx)
+        assert_close(out, ref, low_precision=_lowp_sparse(q, k, v, idx))
+        assert not td.split_counters(1, q.device).any()

@@ -5,19 +5,24 @@ Shape legend (as in naive.py)
     q        [B, Tq, Hq, D]        k, v [B, S, Hkv, D]        out [B, Tq, Hq, D]
     q_pos    [B, Tq] int           k_pos [B, S] int (-1 empty)  kv_start [B] int
     partials m, l [B * Hkv, M, NS] fp32 and acc [B * Hkv, M, NS, D] fp32, M = Tq * G rows, NS splits
+    counters [>= B * Hkv] int32    one ticket counter per group, zero between launches
 
-Kernel path (decode: Tq * G <= 64, no autograd, CUDA tensors or the Triton interpreter):
-  1. ``_attn_split_kernel``, grid (NS, B * Hkv). One program owns one K/V head of one sequence and
-     one contiguous chunk of slots. Its Tq * G query rows (all heads that share the K/V head, all
-     queries) form one [BM, BD] tile, so each K/V row is read once for the whole group.
-     Phase 1 reads only k_pos (int, cheap) and finds the span of blocks holding a visible key;
+Kernel path (decode: Tq * G <= 64, no autograd, CUDA tensors or the Triton interpreter): one
+launch of ``_attn_split_kernel``, grid (NS, B * Hkv). One program owns one K/V head of one
+sequence (a group) and one contiguous chunk of slots. Its Tq * G query rows (all heads that share
+the K/V head, all queries) form one [BM, BD] tile, so each K/V row is read once for the whole group.
+  1. Phase 1 reads only k_pos (int, cheap) and finds the span of blocks holding a visible key;
      phase 2 runs branch-free (so the loads pipeline) online softmax over that span, loading only
      the K/V rows some query can see (masked loads: no bytes, zeros, garbage never leaks). So
      the K/V bytes read follow the live length even when a CUDA graph captured a large S.
-     fp32 online softmax; it writes (m, l, acc) partials.
-  2. ``_merge_kernel``, grid (groups * M): rescales and sums the NS partials of one query row.
-No host sync on this path (no ``.item()``, shapes only), so it can be captured in a CUDA graph;
-the split count depends on shapes and the SM count only.
+  2. ``_write_group`` finishes in the same launch. NS == 1: the program normalises its fp32 state
+     and writes out. NS > 1: it writes its (m, l, acc) partials and takes a ticket from the group's
+     counter (acq_rel atomic); the program that draws the last ticket merges the NS partials of
+     all M rows (``_merge_splits``), writes out in q's dtype and resets the counter to 0.
+No host sync on this path (no ``.item()``, shapes only) and no memset (the counters clean
+themselves), so it can be captured in a CUDA graph; the split count depends on shapes and the SM
+count only. The counters are one buffer per device (``split_counters``): launches that use it
+must not run concurrently on different streams.
 
 Fallbacks (exactly the reference's math): autograd or many queries per row (prefill, training)
 go to masked ``torch.nn.functional.scaled_dot_product_attention`` on CUDA (query-chunked, rows
@@ -38,7 +43,14 @@ from clsa.ops.attention import naive
 
 LOG2E = 1.4426950408889634
 MAX_ROWS = 64       # Tq * G handled by the kernel; beyond that the fallback runs
-MAX_SPLITS = 64     # the merge kernel loads all NS partials of a row at once
+MAX_SPLITS = 64     # split-plan cap: a group's last program reads all NS partials alone
+# blocks per split at least (CLSA_ATTN_MIN_BLOCKS, for A/B timing). 4 (fewer, longer splits, less
+# for the in-kernel merge to read) made the 128K decode step 0.06 ms slower at B=1 on the H100
+MIN_BLOCKS = int(os.environ.get("CLSA_ATTN_MIN_BLOCKS", "1"))
+MERGE_REGS = 32     # fp32 registers a thread for one in-kernel merge step's [RB, BN, BD] tile
+# Ticket counters allocated at least this many (256 KiB of int32) so that a CUDA-graph capture
+# never has to grow the buffer: the launchers need B * Hkv (dense) or B * Tq * Hkv (sparse).
+MIN_COUNTERS = 1 << 16
 NEG_INIT = tl.constexpr(-1.0e30)  # finite running max: no inf - inf anywhere, empty rows keep l = 0
 
 
@@ -93,8 +105,92 @@ def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m
 
 
 @triton.jit
+def _out_offsets(o_r, G: tl.constexpr, HQ: tl.constexpr, D: tl.constexpr):
+    """Element offsets of group rows o_r (r = t * G + g: query t, head g of the group) from the
+    group's first output row, in a contiguous [.., Tq, Hq, D] output."""
+    return ((o_r // G) * HQ + o_r % G).to(tl.int64) * D
+
+
+@triton.jit
+def _merge_splits(p_out, m_part, l_part, acc_part, i_g,
+                  G: tl.constexpr, HQ: tl.constexpr, M: tl.constexpr, D: tl.constexpr,
+                  NS: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr):
+    """Combine the NS partials of the M rows of group i_g and write them out:
+    out = sum_n w_n acc_n / sum_n w_n l_n with w_n = exp2(m_n - max m), 0 where the sum is 0.
+
+    RB rows and BN splits a step ([RB, BN, BD] tile); with NS > BN the running (max, sum, acc)
+    is rescaled from one step to the next, as in the online softmax."""
+    o_d = tl.arange(0, BD)
+    m_d = o_d < D
+    # the group's partials: int64 bases, int32 offsets inside (M * NS * D <= 64 * 64 * D)
+    p_mg = m_part + i_g.to(tl.int64) * (M * NS)
+    p_lg = l_part + i_g.to(tl.int64) * (M * NS)
+    p_ag = acc_part + i_g.to(tl.int64) * (M * NS * D)
+    for i_r0 in range(0, M, RB):
+        o_r = i_r0 + tl.arange(0, RB)
+        m_r = o_r < M
+        b_mx = tl.full([RB], NEG_INIT, dtype=tl.float32)
+        b_l = tl.zeros([RB], dtype=tl.float32)
+        b_o = tl.zeros([RB, BD], dtype=tl.float32)
+        for i_n0 in range(0, NS, BN):
+            o_n = i_n0 + tl.arange(0, BN)
+            o_p = o_r[:, None] * NS + o_n[None, :]  # [RB, BN]
+            m_p = m_r[:, None] & (o_n < NS)[None, :]
+            # written by other programs of this launch: read through L2 (.cg), never a stale L1
+            b_m = tl.load(p_mg + o_p, mask=m_p, other=NEG_INIT, cache_modifier=".cg")  # [RB, BN]
+            b_ln = tl.load(p_lg + o_p, mask=m_p, other=0., cache_modifier=".cg")  # [RB, BN]
+            b_acc = tl.load(p_ag + o_p[:, :, None] * D + o_d[None, None, :],
+                            mask=m_p[:, :, None] & m_d[None, None, :], other=0.,
+                            cache_modifier=".cg")  # [RB, BN, BD]
+            b_mn = tl.maximum(b_mx, tl.max(b_m, axis=1))  # [RB]
+            b_a = tl.exp2(b_mx - b_mn)  # [RB], 1 when nothing was seen yet
+            b_w = tl.exp2(b_m - b_mn[:, None])  # [RB, BN]
+            b_l = b_l * b_a + tl.sum(b_w * b_ln, axis=1)
+            b_o = b_o * b_a[:, None] + tl.sum(b_w[:, :, None] * b_acc, axis=1)  # [RB, BD]
+            b_mx = b_mn
+        b_o = tl.where(b_l[:, None] > 0, b_o / tl.where(b_l > 0, b_l, 1.0)[:, None], 0.)
+        p_o = p_out + _out_offsets(o_r, G, HQ, D)[:, None] + o_d[None, :]
+        tl.store(p_o, b_o.to(p_out.dtype.element_ty), mask=m_r[:, None] & m_d[None, :])
+
+
+@triton.jit
+def _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i_g, i_s,
+                 G: tl.constexpr, HQ: tl.constexpr, M: tl.constexpr, D: tl.constexpr,
+                 NS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr,
+                 RB: tl.constexpr):
+    """Epilogue of split i_s of group i_g, whose M rows start at p_out (``_out_offsets``).
+
+    NS == 1: normalise and write out. Otherwise write this split's partials
+    (m, l [groups, M, NS], acc [groups, M, NS, D]; every split writes, even when it saw nothing),
+    take a ticket from the group's counter; the split that draws the last one merges the group
+    and sets the counter back to 0 for the next launch."""
+    o_m = tl.arange(0, BM)
+    o_d = tl.arange(0, BD)
+    m_m = o_m < M
+    m_d = o_d < D
+    if NS == 1:
+        b_o = tl.where(b_li[:, None] > 0, b_acc / tl.where(b_li > 0, b_li, 1.0)[:, None], 0.)
+        p_o = p_out + _out_offsets(o_m, G, HQ, D)[:, None] + o_d[None, :]
+        tl.store(p_o, b_o.to(p_out.dtype.element_ty), mask=m_m[:, None] & m_d[None, :])
+    else:
+        o_p = (i_g.to(tl.int64) * M + o_m) * NS + i_s  # [BM]
+        tl.store(m_part + o_p, b_mi, mask=m_m)
+        tl.store(l_part + o_p, b_li, mask=m_m)
+        tl.store(acc_part + o_p[:, None] * D + o_d[None, :], b_acc,
+                 mask=m_m[:, None] & m_d[None, :])
+        # the barrier orders every thread's partial stores before the release; the acquire orders
+        # the other splits' stores (all released before their tickets) before the merge's loads
+        tl.debug_barrier()
+        i_ticket = tl.atomic_add(counters + i_g, 1, sem="acq_rel", scope="gpu")
+        if i_ticket == NS - 1:
+            _merge_splits(p_out, m_part, l_part, acc_part, i_g, G, HQ, M, D, NS, BD, BN, RB)
+            # every split of this launch has drawn its ticket: nothing else touches the counter
+            tl.store(counters + i_g, 0)
+
+
+@triton.jit
 def _attn_split_kernel(
-    q, k, v, q_pos, k_pos, kv_start, m_part, l_part, acc_part,
+    q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters,
     s_qb, s_qt, s_qh, s_qd,
     s_kb, s_ks, s_kh, s_kd,
     s_vb, s_vs, s_vh, s_vd,
@@ -102,6 +198,7 @@ def _attn_split_kernel(
     S, window, qk_scale,
     HKV: tl.constexpr, G: tl.constexpr, M: tl.constexpr, D: tl.constexpr, NS: tl.constexpr,
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+    BN: tl.constexpr, RB: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
     DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
@@ -172,42 +269,10 @@ def _attn_split_kernel(
                 (i_blk >= i_first) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
                 b_mi, b_li, b_acc, qk_scale, D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
 
-    # partials [B * Hkv, M, NS(, D)]: every split writes, even when it saw nothing
-    o_row = (i_bh * M + o_m).to(tl.int64) * NS + i_s
-    tl.store(m_part + o_row, b_mi, mask=m_m)
-    tl.store(l_part + o_row, b_li, mask=m_m)
-    p_acc = acc_part + o_row[:, None] * D + o_d[None, :]
-    tl.store(p_acc, b_acc, mask=m_m[:, None] & m_d[None, :])
-
-
-@triton.jit
-def _merge_kernel(
-    m_part, l_part, acc_part, out,
-    HQ: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, M: tl.constexpr, TG: tl.constexpr,
-    D: tl.constexpr, NS: tl.constexpr, BNS: tl.constexpr, BD: tl.constexpr,
-):
-    # one program per (group, row); group = (b, h) for dense, (b * Tq + t, h) for sparse decode;
-    # TG = queries per group (Tq for dense, 1 for sparse), so row r is query r // G, head r % G
-    i_gr = tl.program_id(0)
-    i_g, i_r = i_gr // M, i_gr % M
-    o_n = tl.arange(0, BNS)
-    o_d = tl.arange(0, BD)
-    m_n = o_n < NS
-    m_d = o_d < D
-    o_row = i_gr.to(tl.int64) * NS + o_n
-    b_m = tl.load(m_part + o_row, mask=m_n, other=NEG_INIT)  # [BNS]
-    b_l = tl.load(l_part + o_row, mask=m_n, other=0.)  # [BNS]
-    b_acc = tl.load(acc_part + o_row[:, None] * D + o_d[None, :],
-                    mask=m_n[:, None] & m_d[None, :], other=0.)  # [BNS, BD]
-    b_w = tl.exp2(b_m - tl.max(b_m, axis=0))  # [BNS]
-    b_l = tl.sum(b_w * b_l, axis=0)
-    b_o = tl.sum(b_w[:, None] * b_acc, axis=0)  # [BD]
-    b_o = tl.where(b_l > 0, b_o / tl.where(b_l > 0, b_l, 1.0), 0.)
-    # out is a fresh contiguous [B, Tq, Hq, D]
-    i_bt = (i_g // HKV) * TG + i_r // G
-    i_hq = (i_g % HKV) * G + i_r % G
-    p_o = out + (i_bt.to(tl.int64) * HQ + i_hq) * D + o_d
-    tl.store(p_o, b_o.to(out.dtype.element_ty), mask=m_d)
+    # out is a fresh contiguous [B, Tq, Hq, D]: the group's rows start at (b, 0, i_h * G)
+    p_out = out + (i_b64 * (M // G) * HKV * G + i_h * G) * D
+    _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i_bh, i_s,
+                 G, HKV * G, M, D, NS, BM, BD, BN, RB)
 
 
 _SM_COUNT: dict[int, int] = {}
@@ -229,7 +294,9 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
     Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
     """
     n_blocks = triton.cdiv(S, block)
-    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
+    # each split's partials cost its group's merging program a read: keep splits >= MIN_BLOCKS long
+    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups),
+                      n_blocks // MIN_BLOCKS if n_blocks >= MIN_BLOCKS else 1))
     chunk = triton.cdiv(n_blocks, want) * block
     return chunk, triton.cdiv(S, chunk)
 
@@ -255,10 +322,11 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
 def default_tiles(dtype: torch.dtype) -> tuple[int, int]:
     """(slots per block, warps): (64, 4) for 16-bit inputs, (32, 8) for fp32.
 
-    From sm_90 compiles of the decode shape (G = 3, D = 128): 16-bit at ~106 registers/thread
-    lets 4 programs share an SM, matching the ~4 programs/SM grid of ``split_plan``; fp32 spills
-    at 4 warps. Tests force other tilings through the launchers' arguments. The interpreter
-    always takes 64-slot blocks: fewer, larger numpy steps."""
+    From sm_90 compiles of the decode shape (G = 3, D = 128): 16-bit at 106-126 registers/thread
+    (126 with the in-kernel merge of 64 splits) lets 4 programs share an SM, matching the
+    ~4 programs/SM grid of ``split_plan``; fp32 spills at 4 warps. Tests force other tilings
+    through the launchers' arguments. The interpreter always takes 64-slot blocks: fewer, larger
+    numpy steps."""
     return (32, 8) if dtype == torch.float32 and not interpreting() else (64, 4)
 
 
@@ -267,17 +335,55 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-def merge_partials(m_part, l_part, acc_part, out, Hkv: int, G: int, M: int, TG: int, NS: int):
-    """Launch the merge: partials of ``m_part.numel() // (M * NS)`` groups -> out [B, Tq, Hq, D]."""
-    D = out.shape[-1]
-    n_rows = m_part.numel() // NS
-    _merge_kernel[(n_rows,)](
-        m_part, l_part, acc_part, out,
-        HQ=Hkv * G, HKV=Hkv, G=G, M=M, TG=TG, D=D, NS=NS,
-        BNS=triton.next_power_of_2(NS), BD=max(16, triton.next_power_of_2(D)),
-        num_warps=4 if NS <= 16 else 8,
-    )
-    return out
+_COUNTERS: dict[torch.device, torch.Tensor] = {}
+_RETIRED: list[torch.Tensor] = []  # outgrown buffers: graphs captured on them stay valid
+
+
+def split_counters(n_groups: int, device: torch.device) -> torch.Tensor:
+    """The device's int32 ticket counters of the split kernels (at least ``n_groups``, all zero
+    between launches: the merging program resets its group's).
+
+    Grown (zeros, a power of 2, at least ``MIN_COUNTERS``) when a launch needs more; an outgrown
+    buffer is kept alive, since a CUDA graph captured earlier may still point at it. Growing
+    inside a capture is refused (the zero fill would only run at replay): warm up first, as any
+    Triton launch needs for its compile anyway. One buffer per device: launches on concurrently
+    running streams would share the counters, so keep the decode kernels on one stream."""
+    if device.type == "cuda" and device.index is None:  # one key per GPU: "cuda" is "cuda:i"
+        device = torch.device("cuda", torch.cuda.current_device())
+    buf = _COUNTERS.get(device)
+    if buf is None or buf.numel() < n_groups:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"split counters: {n_groups} groups > "
+                               f"{0 if buf is None else buf.numel()} allocated, inside a CUDA "
+                               f"graph capture; run the same shapes once before capturing")
+        if buf is not None:
+            _RETIRED.append(buf)
+        n = max(MIN_COUNTERS, triton.next_power_of_2(n_groups))
+        buf = torch.zeros(n, dtype=torch.int32, device=device)
+        _COUNTERS[device] = buf
+    return buf
+
+
+def merge_tiles(M: int, NS: int, D: int, num_warps: int) -> dict:
+    """Compile-time tiling of the in-kernel merge: RB rows and BN splits a step, a [RB, BN, BD]
+    fp32 tile of at most MERGE_REGS registers a thread. sm_90 compiles of the decode shape (G=3,
+    D=128, bf16, 64-slot blocks, 4 warps, NS=64) take 124-126 registers, no spills, so 4 programs
+    still share an SM (<= 128); a 64-register tile took 137-143 (3 programs an SM)."""
+    BD = max(16, triton.next_power_of_2(D))
+    tile = MERGE_REGS * 32 * num_warps
+    BN = max(1, min(triton.next_power_of_2(NS), tile // BD))
+    RB = max(1, min(triton.next_power_of_2(M), tile // (BN * BD)))
+    return dict(BN=BN, RB=RB)
+
+
+def split_scratch(n_groups: int, M: int, NS: int, D: int, out: torch.Tensor):
+    """(m_part, l_part, acc_part, counters) of one launch. NS == 1 needs none of them: ``out``
+    stands in for the pointers the kernel then never reads."""
+    if NS == 1:
+        return out, out, out, out
+    f32 = dict(dtype=torch.float32, device=out.device)
+    return (torch.empty(n_groups, M, NS, **f32), torch.empty(n_groups, M, NS, **f32),
+            torch.empty(n_groups, M, NS, D, **f32), split_counters(n_groups, out.device))
 
 
 def masked_sdpa(q, k, v, mask_fn, scale: float, query_chunk: int):
@@ -355,25 +461,22 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         NS = triton.cdiv(S, chunk)
         if NS > MAX_SPLITS:
             raise ValueError(f"{NS} splits > {MAX_SPLITS}")
-    f32 = dict(dtype=torch.float32, device=q.device)
-    m_part = torch.empty(B * Hkv, M, NS, **f32)
-    l_part = torch.empty(B * Hkv, M, NS, **f32)
-    acc_part = torch.empty(B * Hkv, M, NS, D, **f32)
+    m_part, l_part, acc_part, counters = split_scratch(B * Hkv, M, NS, D, out)
     has_kpos = k_pos is not None
     if not has_kpos:  # every row visible: the kernel never reads k_pos, q_pos or the window
         k_pos, window = q_pos, None
     _attn_split_kernel[(NS, B * Hkv)](
-        q, k, v, q_pos, k_pos, kv_start, m_part, l_part, acc_part,
+        q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters,
         *q.stride(), *k.stride(), *v.stride(), *q_pos.stride(),
         *(k_pos.stride() if has_kpos else (0, 0)),
         S, 0 if window is None else int(window), scale * LOG2E,
         HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
-        BM=BM, BD=max(16, triton.next_power_of_2(D)),
+        BM=BM, BD=max(16, triton.next_power_of_2(D)), **merge_tiles(M, NS, D, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
         DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps, num_stages=num_stages,
     )
-    return merge_partials(m_part, l_part, acc_part, out, Hkv, G, M, Tq, NS)
+    return out
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,

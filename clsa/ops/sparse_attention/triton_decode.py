@@ -5,6 +5,7 @@ Same API as ``naive.sparse_attention``. Shape legend (as in naive.py)
     idx  [B, Tq, K] int        selected slots per query, -1 padding, one index for all K/V heads
     out  [B, Tq, Hq, D]        G = Hq // Hkv query heads share one K/V head
     partials m, l [B * Tq * Hkv, G, NS] fp32, acc [B * Tq * Hkv, G, NS, D] fp32
+    counters [>= B * Tq * Hkv] int32, one per group (query, K/V head), zero between launches
 
 This is the "gather in each layer" variant: every cross-decoder layer that calls it reads its
 selected K/V rows straight from the scattered cache. The alternative, "gather once, attend many",
@@ -12,11 +13,13 @@ is ``triton_gather.gather_kv`` once per step followed by the dense decode kernel
 ``clsa.ops.attention.triton_decode.attention`` on the compact buffer (k_pos = idx); README.md
 compares the bytes moved.
 
-Kernel path (Tq <= 16, no autograd, CUDA or the Triton interpreter): ``_sparse_split_kernel``,
-grid (NS, B * Tq * Hkv). A program owns the G query heads of one (query, K/V head) as one tile,
-walks its chunk of the index in blocks of BS entries, loads the index block, and loads only the
-K/V rows of valid entries (idx >= 0; out-of-range entries are masked too) with int64 addressing.
-Online softmax in fp32 writes partials; the shared merge kernel combines them. No host sync.
+Kernel path (Tq <= 16, no autograd, CUDA or the Triton interpreter): one launch of
+``_sparse_split_kernel``, grid (NS, B * Tq * Hkv). A program owns the G query heads of one
+(query, K/V head) group as one tile, walks its chunk of the index in blocks of BS entries, loads
+the index block, and loads only the K/V rows of valid entries (idx >= 0; out-of-range entries are
+masked too) with int64 addressing. fp32 online softmax; the epilogue shared with the dense kernel
+(``_write_group``) writes out directly when NS == 1, otherwise writes partials and the group's last
+split to draw a ticket merges them in the same launch. No host sync, no memset.
 
 Index entries of one row must be distinct (top-k guarantees it): the kernel, like gather_kv +
 attention, counts a repeated slot twice, the reference (a boolean mask) once.
@@ -33,9 +36,9 @@ import triton
 import triton.language as tl
 
 from clsa.ops.attention.triton_decode import (MAX_SPLITS, NEG_INIT, _online_softmax_block,
-                                              default_tiles, dot_precision, interpreting,
-                                              kernel_ok, masked_sdpa, merge_partials, needs_grad,
-                                              split_plan)
+                                              _write_group, default_tiles, dot_precision,
+                                              interpreting, kernel_ok, masked_sdpa, merge_tiles,
+                                              needs_grad, split_plan, split_scratch)
 from clsa.ops.sparse_attention import naive
 
 MAX_TQ = 16  # queries per row handled by the kernel (decode, small speculative batches)
@@ -63,7 +66,7 @@ def _gather_step(b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0
 
 @triton.jit
 def _sparse_split_kernel(
-    q, k, v, idx, m_part, l_part, acc_part,
+    q, k, v, idx, out, m_part, l_part, acc_part, counters,
     s_qb, s_qt, s_qh, s_qd,
     s_kb, s_ks, s_kh, s_kd,
     s_vb, s_vs, s_vh, s_vd,
@@ -71,6 +74,7 @@ def _sparse_split_kernel(
     S, K, qk_scale,
     TQ: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, D: tl.constexpr, NS: tl.constexpr,
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
+    BN: tl.constexpr, RB: tl.constexpr,
     SKIP_EMPTY: tl.constexpr, DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     i_s, i_g = tl.program_id(0), tl.program_id(1)
@@ -119,10 +123,11 @@ def _sparse_split_kernel(
                 i_s * CHUNK + i_blk * BS, (i_blk >= i_first) & (i_blk <= i_last),
                 b_mi, b_li, b_acc, qk_scale, BS, BM, BD, G, D, DOT_PRECISION)
 
-    o_row = (i_g * G + o_m).to(tl.int64) * NS + i_s
-    tl.store(m_part + o_row, b_mi, mask=m_m)
-    tl.store(l_part + o_row, b_li, mask=m_m)
-    tl.store(acc_part + o_row[:, None] * D + o_d[None, :], b_acc, mask=m_m[:, None] & m_d[None, :])
+    # out is a fresh contiguous [B, Tq, Hq, D]: group i_g = (b * Tq + t) * Hkv + h owns the
+    # [G, D] rows that start at element i_g * G * D
+    p_out = out + i_g.to(tl.int64) * G * D
+    _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i_g, i_s,
+                 G, HKV * G, G, D, NS, BM, BD, BN, RB)
 
 
 def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
@@ -160,20 +165,18 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         NS = triton.cdiv(K, chunk)
         if NS > MAX_SPLITS:
             raise ValueError(f"{NS} splits > {MAX_SPLITS}")
-    f32 = dict(dtype=torch.float32, device=q.device)
-    m_part = torch.empty(n_groups, G, NS, **f32)
-    l_part = torch.empty(n_groups, G, NS, **f32)
-    acc_part = torch.empty(n_groups, G, NS, D, **f32)
+    m_part, l_part, acc_part, counters = split_scratch(n_groups, G, NS, D, out)
     _sparse_split_kernel[(NS, n_groups)](
-        q, k, v, idx, m_part, l_part, acc_part,
+        q, k, v, idx, out, m_part, l_part, acc_part, counters,
         *q.stride(), *k.stride(), *v.stride(), *idx.stride(),
         S, K, scale * 1.4426950408889634,
         TQ=Tq, HKV=Hkv, G=G, D=D, NS=NS, CHUNK=chunk, BS=block_s,
         BM=max(16, triton.next_power_of_2(G)), BD=max(16, triton.next_power_of_2(D)),
+        **merge_tiles(G, NS, D, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
         num_warps=num_warps, num_stages=num_stages,
     )
-    return merge_partials(m_part, l_part, acc_part, out, Hkv, G, G, 1, NS)
+    return out
 
 
 def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256):
