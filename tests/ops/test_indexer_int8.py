@@ -12,7 +12,12 @@ from clsa.ops.indexer_topk import triton_topk as tt
 from clsa.ops.indexer_topk.quant import dequantize_keys, quantize_keys
 from clsa.testing import assert_close
 from tests.ops.topk_helpers import (SCORE_CASES, TOPK_CASES, check_selection, check_selection_gpu,
-                                    gpu_case, inputs, sorted_rows, visible)
+                                    gpu_case, inputs, sorted_rows, visible, workspace_left_clean)
+
+
+@pytest.fixture(autouse=True)
+def _clean_workspace(workspace_left_clean):
+    """Every test here also checks that the top-k workspace is left zeroed."""
 
 
 def inputs8(B, Tq, S, Hi, Di, with_w):

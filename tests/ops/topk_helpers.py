@@ -5,6 +5,7 @@ properties that need no second implementation: right count, -1 only at the end, 
 and every selected score >= every unselected visible score (the only freedom is among ties).
 """
 
+import pytest
 import torch
 
 
@@ -102,3 +103,16 @@ TOPK_CASES = [
     (2, 3, 1000, 1, 32, 100, "relu", False),  # several queries per sequence
     (2, 1, 1000, 3, 24, 257, "dot", True),    # Di and k no power of 2
 ]
+
+
+@pytest.fixture
+def workspace_left_clean():
+    """After the test: every top-k workspace row is zero again (each call cleans what it used,
+    so no memset is launched; a row left dirty would corrupt the next call's histograms)."""
+    from clsa.ops.indexer_topk import triton_topk
+
+    yield
+    if any(t.is_cuda for t in triton_topk._WORKSPACE.values()):
+        torch.cuda.synchronize()
+    dirty = {k: int(t.count_nonzero()) for k, t in triton_topk._WORKSPACE.items() if t.any()}
+    assert not dirty, f"top-k workspace left non-zero entries: {dirty}"

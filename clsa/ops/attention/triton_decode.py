@@ -301,6 +301,17 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
     return chunk, triton.cdiv(S, chunk)
 
 
+# Programmatic dependent launch (sm_90+) for kernels that opt in (``use_pdl``); CLSA_PDL=0 turns it
+# off everywhere, for A/B timing (benchmarks flip ``PDL`` at run time).
+PDL = os.environ.get("CLSA_PDL", "1") == "1"
+
+
+def use_pdl() -> bool:
+    """Launch with programmatic dependent launch: on unless CLSA_PDL=0; never in the interpreter
+    (the grid-dependency instructions are PTX)."""
+    return PDL and not interpreting()
+
+
 def interpreting() -> bool:
     """Kernels run in Triton's CPU interpreter (read at import by triton.jit, as here)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"

@@ -12,7 +12,9 @@ Shape legend
     idx      [B, Tq, K] int32  selected slots, valid first (in no particular order), -1 after
 
 One "row" is one query (r = b * Tq + t). The top-k path is three launches, each on a grid
-(B * Tq, chunks of the row), after one memset of a small per-row workspace:
+(B * Tq, chunks of the row), sharing a small per-row workspace that is zero between calls (pass 3
+zeroes what it used, so no memset is launched); passes 2 and 3 are launched early
+(programmatic dependent launch, sm_90) and wait on the device for the pass before:
     1. ``_score_hist_kernel``  streams its chunk's keys once (pipelined tiles), writes fp32 scores,
                                and adds its 256-bin histogram of key bits 31..24 to the row's
     2. ``_bin_kernel``         finds the row's threshold bin b1; writes every slot above it, and
@@ -25,7 +27,8 @@ A row with at most K visible slots skips 1 and 3 (2 writes its visible slots and
 (exact), fed to the same tl.dot, and the [BS] score tile is multiplied by the slots' k_scale.
 Histograms are summed with one atomic per non-empty bin per program and output positions are
 claimed with one atomic per program: no per-element global atomics. No host sync; scratch comes
-from ``torch.empty`` / ``torch.zeros`` per call, so a CUDA graph can capture it.
+from ``torch.empty`` per call and the workspace from a per-device buffer, so a CUDA graph can
+capture it.
 The math and the design are in README.md.
 
 Falls back to the naive reference for: more than ``MAX_TQ`` queries per sequence (prefill,
@@ -41,12 +44,12 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, use_pdl
 from clsa.ops.indexer_topk import naive
 
 MAX_TQ = 16
 
-# Per-row int32 workspace, zeroed once per call:
+# Per-row int32 workspace, zero between calls (``_workspace``):
 #   hist of key bits 31..24 [256] | hist of bits 23..16 inside bin b1 [256] | 3 counters
 _OFF_H1 = tl.constexpr(256)
 _OFF_WIN = tl.constexpr(512)   # slots written to the output so far (certain winners)
@@ -58,6 +61,8 @@ _WS = 520
 DEFAULT_CAP = 16384
 
 _SM_COUNT: dict[int, int] = {}
+MIN_WS_ROWS = 64  # workspace rows allocated at least (2 KB each)
+_WORKSPACE: dict[str, torch.Tensor] = {}
 
 
 @triton.jit
@@ -170,9 +175,12 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
                        S, Tq, TOPK, HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr,
                        DP: tl.constexpr, BS: tl.constexpr, CHUNK: tl.constexpr,
                        HB: tl.constexpr, WS: tl.constexpr, RELU: tl.constexpr,
-                       IEEE: tl.constexpr, HAS_W: tl.constexpr, HAS_KS: tl.constexpr):
+                       IEEE: tl.constexpr, HAS_W: tl.constexpr, HAS_KS: tl.constexpr,
+                       PDL: tl.constexpr):
     """Pass 1, grid (B * Tq, cdiv(S, CHUNK)): the chunk's live scores -> s, and the histogram of
     their key bits 31..24 added to the row's."""
+    if PDL:
+        tl.extra.cuda.gdc_launch_dependents()  # pass 2 may be scheduled now; it waits for us
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     o_0 = i_c * CHUNK
@@ -209,11 +217,14 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
 
 @triton.jit
 def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
-                WS: tl.constexpr):
+                WS: tl.constexpr, PDL: tl.constexpr):
     """Pass 2, grid (B * Tq, cdiv(S, BLOCK)). Rows with at most K visible slots: write them and
     the -1 padding. Other rows: threshold bin b1 of bits 31..24; slots above it go straight to the
     output, and the bits 23..16 of the slots inside it are histogrammed (unless b1 is taken whole).
     """
+    if PDL:
+        tl.extra.cuda.gdc_wait()  # pass 1's scores and histogram
+        tl.extra.cuda.gdc_launch_dependents()
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     p_out = out + i_r.to(tl.int64) * TOPK
@@ -318,52 +329,75 @@ def _resolve(s_row, c_s, c_i, p_out, lo, n, from_row, prefix2, need2, cnt2, FB: 
 
 @triton.jit
 def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP,
-                   BLOCK: tl.constexpr, FB: tl.constexpr, WS: tl.constexpr):
+                   BLOCK: tl.constexpr, FB: tl.constexpr, WS: tl.constexpr, PDL: tl.constexpr):
     """Pass 3, grid (B * Tq, cdiv(S, BLOCK)): threshold bin b2 of bits 23..16 inside b1; slots of
-    b1 above it go to the output, slots inside it to the candidate list. The row's last program
-    to finish then resolves the remaining 16 bits (``_resolve``)."""
+    b1 above it go to the output, slots inside it to the candidate list. Every program of the row
+    then draws a ticket; the last one resolves the remaining 16 bits (``_resolve``) when bin b2 is
+    not taken whole, and zeroes the row's workspace for the next call."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()  # pass 2's output positions and histogram
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     c_lo = lo // BLOCK
     c_hi = tl.cdiv(hi, BLOCK)
     if (hi - lo <= TOPK) | (i_c < c_lo) | (i_c >= c_hi):
-        return
+        return  # the workspace of a short row is never touched
     p_ws = ws + i_r.to(tl.int64) * WS
     b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
     need1 = TOPK - n_gt1
-    if need1 == cnt1:
-        return  # pass 2 took the whole bin b1
     b2, n_gt2, cnt2 = _pick_bin(tl.load(p_ws + _OFF_H1 + tl.arange(0, 256)), need1)
     need2 = need1 - n_gt2
     prefix2 = (b1.to(tl.uint32) << 8) | b2.to(tl.uint32)
     p_out = out + i_r.to(tl.int64) * TOPK
     s_row = s + i_r.to(tl.int64) * S
-    o_s = i_c * BLOCK + tl.arange(0, BLOCK)
-    m_s = (o_s >= lo) & (o_s < hi)
-    b_s = tl.load(s_row + o_s, mask=m_s, other=0.)  # [BLOCK]
-    b_key = _sortable_key(b_s)
-    b_hi = b_key >> 16
-    m_in = m_s & (b_hi == prefix2)
-    # slots above bin b2 inside bin b1 (those above b1 were written by pass 2)
-    m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2)
-    m_win = m_win | (m_in & (need2 == cnt2))
-    o_k = _claim(p_ws + _OFF_WIN, m_win)
-    tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
-    if need2 < cnt2:
-        from_row = cnt2 > CAP
-        if cnt2 <= CAP:
+    resolve = (need1 < cnt1) & (need2 < cnt2)  # else pass 2 or this pass selects whole bins
+    from_row = cnt2 > CAP
+    if need1 < cnt1:  # need1 == cnt1: pass 2 took the whole bin b1
+        o_s = i_c * BLOCK + tl.arange(0, BLOCK)
+        m_s = (o_s >= lo) & (o_s < hi)
+        b_s = tl.load(s_row + o_s, mask=m_s, other=0.)  # [BLOCK]
+        b_key = _sortable_key(b_s)
+        b_hi = b_key >> 16
+        m_in = m_s & (b_hi == prefix2)
+        # slots above bin b2 inside bin b1 (those above b1 were written by pass 2)
+        m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2)
+        m_win = m_win | (m_in & (need2 == cnt2))
+        o_k = _claim(p_ws + _OFF_WIN, m_win)
+        tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
+        if resolve & (cnt2 <= CAP):
             o_c = _claim(p_ws + _OFF_CAND, m_in)
             p_c = i_r.to(tl.int64) * CAP + o_c
             tl.store(cand_s + p_c, b_s, mask=m_in & (o_c < CAP))
             tl.store(cand_i + p_c, o_s, mask=m_in & (o_c < CAP))
-        # last program of the row: every candidate of the row is written (the barrier orders
-        # this program's stores before its release; the acquire orders the others' before ours)
-        tl.debug_barrier()
-        n_done = tl.atomic_add(p_ws + _OFF_DONE, 1, sem="acq_rel")
-        if n_done == c_hi - c_lo - 1:
+    # last program of the row: every candidate of the row is written and every program is done
+    # with the workspace (the barrier orders this program's stores before its release; the
+    # acquire orders the others' before ours)
+    tl.debug_barrier()
+    n_done = tl.atomic_add(p_ws + _OFF_DONE, 1, sem="acq_rel")
+    if n_done == c_hi - c_lo - 1:
+        if resolve:
             n_src = tl.where(from_row, hi - lo, cnt2)
             _resolve(s_row, cand_s + i_r.to(tl.int64) * CAP, cand_i + i_r.to(tl.int64) * CAP,
                      p_out + (TOPK - need2), lo, n_src, from_row, prefix2, need2, cnt2, FB)
+        o_w = tl.arange(0, 1024)
+        tl.store(p_ws + o_w, tl.zeros([1024], dtype=tl.int32), mask=o_w < WS)
+
+
+def _workspace(device: torch.device, rows: int) -> torch.Tensor:
+    """The per-row int32 workspace of the top-k path ([rows, _WS] view of a per-device buffer).
+    Zeros between calls: pass 3's last program of every long row zeroes its row (short rows never
+    touch theirs), so no memset is launched. Grows (fresh zeros) when a call needs more rows;
+    growing inside a CUDA-graph capture is refused, since the zeros would only be written at
+    replay: warm up with the same batch first (the Triton compile needs that anyway)."""
+    key = str(torch.device(device))
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.shape[0] < rows:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"indexer top-k workspace must grow to {rows} rows during a CUDA-graph "
+                               "capture; run the same shapes once before capturing")
+        buf = _WORKSPACE[key] = torch.zeros(max(rows, MIN_WS_ROWS), _WS, dtype=torch.int32,
+                                            device=device)
+    return buf[:rows]
 
 
 def _num_sms(device: torch.device) -> int:
@@ -514,16 +548,19 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
         raise ValueError(f"block_s, chunk, block must be powers of 2 >= 16 with chunk >= block_s, "
                          f"cap >= 1; got {cfg}")
     s = torch.empty(R, S, dtype=torch.float32, device=q.device)  # only live slots get written
-    ws = torch.zeros(R, _WS, dtype=torch.int32, device=q.device)
+    ws = _workspace(q.device, R)
     cand_s = torch.empty(R, cfg["cap"], dtype=torch.float32, device=q.device)
     cand_i = torch.empty(R, cfg["cap"], dtype=torch.int32, device=q.device)
     _score_hist_kernel[(R, triton.cdiv(S, chunk))](
         q, k, k if k_scale is None else k_scale, q if w is None else w, q_pos, kv_start, s, ws,
         scale, k.stride(0), k.stride(1), 0 if k_scale is None else k_scale.stride(0), S, Tq,
         top_k, BS=bs, CHUNK=chunk, HB=min(chunk, 1024), WS=_WS, num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"], **meta)
+        num_stages=cfg["num_stages"], PDL=use_pdl(), **meta)
     grid = (R, triton.cdiv(S, block))
-    _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS, num_warps=4)
+    # passes 2 and 3 are launched early (programmatic dependent launch) and wait on the device
+    _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS,
+                      PDL=use_pdl(), num_warps=4, launch_pdl=use_pdl())
     _gather_kernel[grid](s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, top_k, cfg["cap"],
-                         BLOCK=block, FB=min(block, 1024), WS=_WS, num_warps=8)
+                         BLOCK=block, FB=min(block, 1024), WS=_WS, PDL=use_pdl(), num_warps=8,
+                         launch_pdl=use_pdl())
     return out

@@ -35,6 +35,7 @@ def _time(fn, pool: int) -> float:
 
 
 def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
+    from clsa.ops.attention import triton_decode
     from clsa.ops.linear import stock, triton_gemv
 
     dev, bf = "cuda", torch.bfloat16
@@ -57,12 +58,12 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
     }
     for key, fn in calls.items():
         rec[f"{key}_us"] = _time(fn, pool)
-    pdl, triton_gemv.PDL = triton_gemv.PDL, False  # the same launches without programmatic launch
+    pdl, triton_decode.PDL = triton_decode.PDL, False  # the same launches without programmatic launch
     try:
         for key in ("gemv", "norm_linear", "silu_linear"):
             rec[f"{key}_nopdl_us"] = _time(calls[key], pool)
     finally:
-        triton_gemv.PDL = pdl
+        triton_decode.PDL = pdl
     for key in ("cublas", "gemv", "norm_linear", "silu_linear"):
         rec[f"{key}_TBps"] = wbytes / (rec[f"{key}_us"] * 1e-6) / 1e12
     if sweep:

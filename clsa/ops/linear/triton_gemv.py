@@ -30,18 +30,15 @@ No host sync. Tiling: ``gemv_config`` (README.md has the sweep behind it).
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import _num_sms, dot_precision, interpreting, kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import (_num_sms, dot_precision, interpreting, kernel_ok, needs_grad,
+                                              use_pdl)
 from clsa.ops.linear import naive
 
 MAX_ROWS = 16       # rows of one MMA tile; more rows (prefill, training) go to cuBLAS
-# programmatic dependent launch (sm_90+): CLSA_PDL=0 turns it off, for A/B timing
-PDL = os.environ.get("CLSA_PDL", "1") == "1"
 PRO_NONE, PRO_NORM, PRO_SILU = 0, 1, 2
 _COUNTERS: dict[str, torch.Tensor] = {}
 
@@ -217,9 +214,9 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
         M, N, K, eps,
         NORM=pro == PRO_NORM, SILU=pro == PRO_SILU, HAS_RES=residual is not None, SPLIT=split, KCHUNK=kchunk,
         BM=MAX_ROWS, BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION=dot_precision(x.dtype),
-        PDL=PDL and not interpreting(),
+        PDL=use_pdl(),
         num_warps=cfg["num_warps"], num_stages=1 if interpreting() else cfg["num_stages"],
-        launch_pdl=PDL and not interpreting(),
+        launch_pdl=use_pdl(),
     )
     return out, summed
 
