@@ -111,7 +111,7 @@ class Block(nn.Module):
     unsummed. The next block's first norm adds it in its own pass (fused add + RMSNorm), so a stack
     launches no separate residual add. ``settle(x, f)`` sums it where a plain tensor is needed.
     Each norm is fused into the projection that reads it (``ops.norm_linear``), and the SwiGLU
-    gate into the down projection (``ops.silu_mul_linear``): at decode a block is six launches of
+    gate into the down projection (``ops.silu_mul_linear``): at decode a block is four launches of
     weight-streaming kernels plus its attention, with no elementwise pass of its own.
     """
 

@@ -72,8 +72,8 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
                                                          (128, 128, 8), (128, 64, 8)), (1, 2, 4, 8)):
             cfg = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
             try:
-                us = _time(lambda i: triton_gemv.gemv(x, ws[i], triton_gemv.PRO_NORM, nw, 1e-5, r, **cfg),
-                           pool)
+                us = _time(lambda i: triton_gemv.gemv(x, ws[i], triton_gemv.PRO_NORM, nw, 1e-5, r,
+                                                      **cfg), pool)
             except Exception as e:  # out of resources: record and go on
                 us = repr(e)[:80]
             rec["sweep"].append(dict(cfg, us=us))

@@ -34,8 +34,8 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import (_num_sms, dot_precision, interpreting, kernel_ok, needs_grad,
-                                              use_pdl)
+from clsa.ops.attention.triton_decode import (_num_sms, dot_precision, interpreting, kernel_ok,
+                                              needs_grad, use_pdl)
 from clsa.ops.linear import naive
 
 MAX_ROWS = 16       # rows of one MMA tile; more rows (prefill, training) go to cuBLAS
@@ -175,6 +175,9 @@ def _counters(device: torch.device, n: int) -> torch.Tensor:
     key = str(device)
     buf = _COUNTERS.get(key)
     if buf is None or buf.numel() < n:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"gemv split counters must grow to {n} during a CUDA-graph capture; "
+                               "run the same shapes once before capturing")
         buf = _COUNTERS[key] = torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device)
     return buf
 
@@ -202,8 +205,8 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
     out = torch.empty(M, N, dtype=x.dtype, device=x.device)
     summed = torch.empty_like(x) if residual is not None else None
     # products [split, M, N] and sums of squares [N tiles, split, BM], one fp32 buffer
-    part = (torch.empty(split * M * N + n_tiles * split * MAX_ROWS, dtype=torch.float32, device=x.device)
-            if split > 1 else out)
+    part = (torch.empty(split * M * N + n_tiles * split * MAX_ROWS, dtype=torch.float32,
+                        device=x.device) if split > 1 else out)
     cnt = _counters(x.device, n_tiles) if split > 1 else out
     if M == 0:
         return out, summed
@@ -212,8 +215,8 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
         x, dummy if residual is None else residual, dummy if norm_weight is None else norm_weight,
         weight, out, dummy if summed is None else summed, part, cnt,
         M, N, K, eps,
-        NORM=pro == PRO_NORM, SILU=pro == PRO_SILU, HAS_RES=residual is not None, SPLIT=split, KCHUNK=kchunk,
-        BM=MAX_ROWS, BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION=dot_precision(x.dtype),
+        NORM=pro == PRO_NORM, SILU=pro == PRO_SILU, HAS_RES=residual is not None, SPLIT=split,
+        KCHUNK=kchunk, BM=MAX_ROWS, BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION=dot_precision(x.dtype),
         PDL=use_pdl(),
         num_warps=cfg["num_warps"], num_stages=1 if interpreting() else cfg["num_stages"],
         launch_pdl=use_pdl(),
