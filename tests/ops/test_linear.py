@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from clsa import ops
+from clsa.ops.attention import triton_decode as td
 from clsa.ops.linear import naive, stock, triton_gemv
 from clsa.ops.linear.triton_gemv import PRO_NONE, PRO_NORM, PRO_SILU, gemv
 from clsa.testing import assert_close
@@ -15,8 +16,7 @@ TILINGS = [dict(BN=16, BK=32, SPLIT=1), dict(BN=32, BK=32, SPLIT=3), dict(BN=16,
 
 
 def _counters_clean(device="cpu"):
-    buf = triton_gemv._COUNTERS.get(str(torch.device(device)))
-    return buf is None or not buf.any()
+    return not td.split_counters(1, torch.device(device)).any()
 
 
 @pytest.mark.parametrize("shape", SHAPES)

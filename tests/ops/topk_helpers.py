@@ -107,12 +107,13 @@ TOPK_CASES = [
 
 @pytest.fixture
 def workspace_left_clean():
-    """After the test: every top-k workspace row is zero again (each call cleans what it used,
-    so no memset is launched; a row left dirty would corrupt the next call's histograms)."""
-    from clsa.ops.indexer_topk import triton_topk
+    """After the test: the top-k workspace (and every other zero-between-launches buffer) is zero
+    again (each call cleans what it used, so no memset is launched; a row left dirty would corrupt
+    the next call's histograms)."""
+    from clsa.ops.attention import triton_decode
 
     yield
-    if any(t.is_cuda for t in triton_topk._WORKSPACE.values()):
+    if any(t.is_cuda for t in triton_decode._COUNTERS.values()):
         torch.cuda.synchronize()
-    dirty = {k: int(t.count_nonzero()) for k, t in triton_topk._WORKSPACE.items() if t.any()}
-    assert not dirty, f"top-k workspace left non-zero entries: {dirty}"
+    dirty = {k: int(t.count_nonzero()) for k, t in triton_decode._COUNTERS.items() if t.any()}
+    assert not dirty, f"zero-between-launches buffers left non-zero entries: {dirty}"

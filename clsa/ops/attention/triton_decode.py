@@ -44,9 +44,6 @@ from clsa.ops.attention import naive
 LOG2E = 1.4426950408889634
 MAX_ROWS = 64       # Tq * G handled by the kernel; beyond that the fallback runs
 MAX_SPLITS = 64     # split-plan cap: a group's last program reads all NS partials alone
-# blocks per split at least (CLSA_ATTN_MIN_BLOCKS, for A/B timing). 4 (fewer, longer splits, less
-# for the in-kernel merge to read) made the 128K decode step 0.06 ms slower at B=1 on the H100
-MIN_BLOCKS = int(os.environ.get("CLSA_ATTN_MIN_BLOCKS", "1"))
 MERGE_REGS = 32     # fp32 registers a thread for one in-kernel merge step's [RB, BN, BD] tile
 # Ticket counters allocated at least this many (256 KiB of int32) so that a CUDA-graph capture
 # never has to grow the buffer: the launchers need B * Hkv (dense) or B * Tq * Hkv (sparse).
@@ -294,9 +291,7 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
     Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
     """
     n_blocks = triton.cdiv(S, block)
-    # each split's partials cost its group's merging program a read: keep splits >= MIN_BLOCKS long
-    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups),
-                      n_blocks // MIN_BLOCKS if n_blocks >= MIN_BLOCKS else 1))
+    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
     chunk = triton.cdiv(n_blocks, want) * block
     return chunk, triton.cdiv(S, chunk)
 
@@ -346,33 +341,42 @@ def dot_precision(dtype: torch.dtype) -> str:
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
-_COUNTERS: dict[torch.device, torch.Tensor] = {}
+_COUNTERS: dict[tuple[str, torch.device], torch.Tensor] = {}  # (purpose, device) -> zeros
 _RETIRED: list[torch.Tensor] = []  # outgrown buffers: graphs captured on them stay valid
 
 
-def split_counters(n_groups: int, device: torch.device) -> torch.Tensor:
-    """The device's int32 ticket counters of the split kernels (at least ``n_groups``, all zero
-    between launches: the merging program resets its group's).
+def zeroed_int32(n: int, device: torch.device, purpose: str = "split counters") -> torch.Tensor:
+    """A device's persistent int32 buffer for ``purpose`` (at least ``n`` entries), all zero
+    between launches: every kernel that uses one leaves it zeroed (ticket counters reset by the
+    program that draws the last ticket, the top-k workspace by its pass 3), so no memset is
+    launched.
 
     Grown (zeros, a power of 2, at least ``MIN_COUNTERS``) when a launch needs more; an outgrown
     buffer is kept alive, since a CUDA graph captured earlier may still point at it. Growing
     inside a capture is refused (the zero fill would only run at replay): warm up first, as any
-    Triton launch needs for its compile anyway. One buffer per device: launches on concurrently
-    running streams would share the counters, so keep the decode kernels on one stream."""
+    Triton launch needs for its compile anyway. One buffer per purpose and device: launches on
+    concurrently running streams would share it, so keep the decode kernels on one stream."""
     if device.type == "cuda" and device.index is None:  # one key per GPU: "cuda" is "cuda:i"
         device = torch.device("cuda", torch.cuda.current_device())
-    buf = _COUNTERS.get(device)
-    if buf is None or buf.numel() < n_groups:
+    buf = _COUNTERS.get((purpose, device))
+    if buf is None or buf.numel() < n:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(f"split counters: {n_groups} groups > "
-                               f"{0 if buf is None else buf.numel()} allocated, inside a CUDA "
-                               f"graph capture; run the same shapes once before capturing")
+            raise RuntimeError(f"{purpose}: {n} entries > {0 if buf is None else buf.numel()} "
+                               f"allocated, inside a CUDA graph capture; run the same shapes "
+                               f"once before capturing")
         if buf is not None:
             _RETIRED.append(buf)
-        n = max(MIN_COUNTERS, triton.next_power_of_2(n_groups))
-        buf = torch.zeros(n, dtype=torch.int32, device=device)
-        _COUNTERS[device] = buf
+        buf = torch.zeros(max(MIN_COUNTERS, triton.next_power_of_2(n)), dtype=torch.int32,
+                          device=device)
+        _COUNTERS[(purpose, device)] = buf
     return buf
+
+
+def split_counters(n_groups: int, device: torch.device) -> torch.Tensor:
+    """The ticket counters of split launches (at least ``n_groups``; ``zeroed_int32``): shared by
+    the attention kernels and the split-K projections, which run one after another on a stream
+    and each reset the counters they drew from."""
+    return zeroed_int32(n_groups, device)
 
 
 def merge_tiles(M: int, NS: int, D: int, num_warps: int) -> dict:

@@ -44,12 +44,12 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, use_pdl
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, use_pdl, zeroed_int32
 from clsa.ops.indexer_topk import naive
 
 MAX_TQ = 16
 
-# Per-row int32 workspace, zero between calls (``_workspace``):
+# Per-row int32 workspace, zero between calls (``zeroed_int32``):
 #   hist of key bits 31..24 [256] | hist of bits 23..16 inside bin b1 [256] | 3 counters
 _OFF_H1 = tl.constexpr(256)
 _OFF_WIN = tl.constexpr(512)   # slots written to the output so far (certain winners)
@@ -61,8 +61,6 @@ _WS = 520
 DEFAULT_CAP = 16384
 
 _SM_COUNT: dict[int, int] = {}
-MIN_WS_ROWS = 64  # workspace rows allocated at least (2 KB each)
-_WORKSPACE: dict[str, torch.Tensor] = {}
 
 
 @triton.jit
@@ -383,23 +381,6 @@ def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP
         tl.store(p_ws + o_w, tl.zeros([1024], dtype=tl.int32), mask=o_w < WS)
 
 
-def _workspace(device: torch.device, rows: int) -> torch.Tensor:
-    """The per-row int32 workspace of the top-k path ([rows, _WS] view of a per-device buffer).
-    Zeros between calls: pass 3's last program of every long row zeroes its row (short rows never
-    touch theirs), so no memset is launched. Grows (fresh zeros) when a call needs more rows;
-    growing inside a CUDA-graph capture is refused, since the zeros would only be written at
-    replay: warm up with the same batch first (the Triton compile needs that anyway)."""
-    key = str(torch.device(device))
-    buf = _WORKSPACE.get(key)
-    if buf is None or buf.shape[0] < rows:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(f"indexer top-k workspace must grow to {rows} rows during a CUDA-graph "
-                               "capture; run the same shapes once before capturing")
-        buf = _WORKSPACE[key] = torch.zeros(max(rows, MIN_WS_ROWS), _WS, dtype=torch.int32,
-                                            device=device)
-    return buf[:rows]
-
-
 def _num_sms(device: torch.device) -> int:
     i = device.index if device.index is not None else torch.cuda.current_device()
     if i not in _SM_COUNT:
@@ -548,7 +529,8 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
         raise ValueError(f"block_s, chunk, block must be powers of 2 >= 16 with chunk >= block_s, "
                          f"cap >= 1; got {cfg}")
     s = torch.empty(R, S, dtype=torch.float32, device=q.device)  # only live slots get written
-    ws = _workspace(q.device, R)
+    # zero between calls (pass 3 zeroes each long row's; short rows never touch theirs)
+    ws = zeroed_int32(R * _WS, q.device, "top-k workspace")[:R * _WS].view(R, _WS)
     cand_s = torch.empty(R, cfg["cap"], dtype=torch.float32, device=q.device)
     cand_i = torch.empty(R, cfg["cap"], dtype=torch.int32, device=q.device)
     _score_hist_kernel[(R, triton.cdiv(S, chunk))](

@@ -1,16 +1,13 @@
-"""Stock PyTorch: F.rms_norm / the SwiGLU gate, then cuBLAS through F.linear (two launches per
-call): the baseline of the fused kernels; same signatures as naive.py."""
+"""Stock PyTorch: F.rms_norm, then cuBLAS through F.linear (two launches per call): the baseline
+of the fused kernels; same signatures as naive.py. ``linear`` and ``silu_mul_linear`` are the
+references themselves (F.linear, and the gate as stock PyTorch writes it), as in ``ops/norm``."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from clsa.ops.norm import naive as norm_naive
+from clsa.ops.linear.naive import linear, silu_mul_linear
 from clsa.ops.norm import stock as norm_stock
-
-
-def linear(x, weight):
-    return F.linear(x, weight)
 
 
 def norm_linear(x, norm_weight, eps: float, weight, residual=None):
@@ -18,5 +15,4 @@ def norm_linear(x, norm_weight, eps: float, weight, residual=None):
     return F.linear(h, weight), summed
 
 
-def silu_mul_linear(gate_up, weight):
-    return F.linear(norm_naive.silu_mul(gate_up), weight)
+__all__ = ["linear", "norm_linear", "silu_mul_linear"]

@@ -1,7 +1,8 @@
 """Skinny projections for decode (Triton): a few rows times a weight, prologue fused into the load.
 
 Same signatures as naive.py. Shape legend: x [M, K] rows (M <= MAX_ROWS), weight [N, K], out
-[M, N]; partials [SPLIT, M, N] fp32; counters [>= N / BN] int32.
+[M, N]; partials [SPLIT, M, N] fp32; counters [>= N / BN] int32 (``split_counters``, shared
+with the attention kernels).
 
 One launch, grid (N / BN, SPLIT). A program streams a [BN, KCHUNK] slab of the weight, BK columns
 per step (a compile-time trip count: Triton keeps ``num_stages`` tiles in flight), and multiplies
@@ -35,12 +36,12 @@ import triton
 import triton.language as tl
 
 from clsa.ops.attention.triton_decode import (_num_sms, dot_precision, interpreting, kernel_ok,
-                                              needs_grad, use_pdl)
+                                              needs_grad, split_counters, use_pdl)
 from clsa.ops.linear import naive
+from clsa.ops.norm import triton_norm
 
 MAX_ROWS = 16       # rows of one MMA tile; more rows (prefill, training) go to cuBLAS
 PRO_NONE, PRO_NORM, PRO_SILU = 0, 1, 2
-_COUNTERS: dict[str, torch.Tensor] = {}
 
 
 @triton.jit
@@ -170,18 +171,6 @@ def gemv_config(M: int, N: int, K: int, device: torch.device) -> dict:
     return dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
 
 
-def _counters(device: torch.device, n: int) -> torch.Tensor:
-    """The per-N-tile tickets of split launches: zeros, left zeroed by every launch."""
-    key = str(device)
-    buf = _COUNTERS.get(key)
-    if buf is None or buf.numel() < n:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(f"gemv split counters must grow to {n} during a CUDA-graph capture; "
-                               "run the same shapes once before capturing")
-        buf = _COUNTERS[key] = torch.zeros(max(n, 1 << 16), dtype=torch.int32, device=device)
-    return buf
-
-
 def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, residual=None,
          BN: int | None = None, BK: int | None = None, SPLIT: int | None = None,
          num_warps: int | None = None, num_stages: int | None = None):
@@ -207,7 +196,7 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
     # products [split, M, N] and sums of squares [N tiles, split, BM], one fp32 buffer
     part = (torch.empty(split * M * N + n_tiles * split * MAX_ROWS, dtype=torch.float32,
                         device=x.device) if split > 1 else out)
-    cnt = _counters(x.device, n_tiles) if split > 1 else out
+    cnt = split_counters(n_tiles, x.device) if split > 1 else out
     if M == 0:
         return out, summed
     dummy = x
@@ -245,7 +234,7 @@ def linear(x, weight):
 def norm_linear(x, norm_weight, eps: float, weight, residual=None):
     others = (norm_weight,) if residual is None else (norm_weight, residual)
     if not _fits(x, weight, *others) or (residual is not None and residual.dtype != x.dtype):
-        from clsa.ops.norm import triton_norm  # the unfused pair: norm kernel (or its fallback) + cuBLAS
+        # the unfused pair: the norm kernel (or its fallback), then cuBLAS
         h, summed = triton_norm.rms_norm(x, norm_weight, eps, residual)
         return naive.linear(h, weight), summed
     K = x.shape[-1]
@@ -256,7 +245,6 @@ def norm_linear(x, norm_weight, eps: float, weight, residual=None):
 
 def silu_mul_linear(gate_up, weight):
     if not _fits(gate_up, weight):
-        from clsa.ops.norm import triton_norm
         return naive.linear(triton_norm.silu_mul(gate_up), weight)
     out, _ = gemv(_rows(gate_up, gate_up.shape[-1]), weight, PRO_SILU)
     return out.view(*gate_up.shape[:-1], weight.shape[0])
