@@ -86,9 +86,13 @@ class CLSABackbone(nn.Module):
         """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V)."""
         c = self.config
         B, T, _ = h_sd.shape
-        x = self.kv_norm(h_sd)
-        k = Rope.of(rope, c.rope_theta)(self.k_proj(x).view(B, T, c.num_key_value_heads, c.head_dim))
-        return k, self.v_proj(x).view(B, T, c.num_key_value_heads, c.head_dim)
+        n = self.kv_norm
+        # the norm fused into each projection: one launch apiece at decode (the norm is recomputed
+        # from the same row, which costs nothing next to the weight it streams)
+        k, _ = ops.norm_linear(h_sd, n.weight, n.eps, self.k_proj.weight)
+        v, _ = ops.norm_linear(h_sd, n.weight, n.eps, self.v_proj.weight)
+        k = Rope.of(rope, c.rope_theta)(k.view(B, T, c.num_key_value_heads, c.head_dim))
+        return k, v.view(B, T, c.num_key_value_heads, c.head_dim)
 
     def forward(self, input_ids, positions, q_pos, kv_start, cache=None, keep: int | None = None,
                 dense_cross: bool = False):

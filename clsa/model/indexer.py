@@ -48,16 +48,19 @@ class Indexer(nn.Module):
         self.scale = 1.0 / math.sqrt(self.head_dim)
 
     def keys(self, h_kv, rope):
-        k = self.wk(self.k_norm(h_kv))
+        k, _ = ops.norm_linear(h_kv, self.k_norm.weight, self.k_norm.eps, self.wk.weight)
         return Rope.of(rope, self.theta)(k) if self.use_rope else k
 
     def queries(self, h_q, rope):
         B, T, _ = h_q.shape
-        x = self.q_norm(h_q)
-        q = self.wq(x).view(B, T, self.heads, self.head_dim)
+        n = self.q_norm
+        q, _ = ops.norm_linear(h_q, n.weight, n.eps, self.wq.weight)  # one launch at decode
+        q = q.view(B, T, self.heads, self.head_dim)
         if self.use_rope:
             q = Rope.of(rope, self.theta)(q)
-        w = self.w_head(x) / math.sqrt(self.heads) if self.w_head is not None else None
+        w = None
+        if self.w_head is not None:
+            w = ops.norm_linear(h_q, n.weight, n.eps, self.w_head.weight)[0] / math.sqrt(self.heads)
         return q, w
 
     def scores(self, h_q, rope, q_pos, kv_start, keys):

@@ -197,8 +197,9 @@ def _attn_split_kernel(
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
     BN: tl.constexpr, RB: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
-    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)  # q (and, for the ring, this step's K/V row) come from the launches before
     i_s, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // HKV, i_bh % HKV
     i_b64 = i_b.to(tl.int64)
@@ -305,6 +306,18 @@ def use_pdl() -> bool:
     """Launch with programmatic dependent launch: on unless CLSA_PDL=0; never in the interpreter
     (the grid-dependency instructions are PTX)."""
     return PDL and not interpreting()
+
+
+@triton.jit
+def pdl_enter(PDL: tl.constexpr):
+    """First statement of a decode kernel launched with ``launch_pdl=use_pdl()`` that reads what
+    the launch before it wrote: wait for that launch (its writes are then visible), then let the
+    next launch be scheduled. The next launch may read only what no running kernel writes (the
+    projections' weights) before its own wait, so triggering it this early is safe; it lets the
+    next projection stream its first weight tile while this kernel runs. No-op when PDL is off."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
 
 def interpreting() -> bool:
@@ -489,7 +502,8 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         BM=BM, BD=max(16, triton.next_power_of_2(D)), **merge_tiles(M, NS, D, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
-        DOT_PRECISION=dot_precision(q.dtype), num_warps=num_warps, num_stages=num_stages,
+        DOT_PRECISION=dot_precision(q.dtype), PDL=use_pdl(), num_warps=num_warps,
+        num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, pdl_enter, use_pdl
 from clsa.ops.cache_write import naive
 
 
 @triton.jit
 def _ring_write_kernel(kr_ptr, vr_ptr, pr_ptr, k_ptr, v_ptr, qp_ptr,
                        s_kb, s_kh, s_kd, s_vb, s_vh, s_vd, W,
-                       HKV: tl.constexpr, D: tl.constexpr, BD: tl.constexpr):
+                       HKV: tl.constexpr, D: tl.constexpr, BD: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)  # k, v: this step's rotated row, from the launches before
     i_bh = tl.program_id(0).to(tl.int64)
     i_b, i_h = i_bh // HKV, i_bh % HKV
     b_s = tl.load(qp_ptr).to(tl.int64)  # q_pos[0, 0]: the batch's shared slot
@@ -49,4 +50,5 @@ def ring_write(k_ring, v_ring, pos_ring, k, v, q_pos) -> None:
     _ring_write_kernel[(B * HKV,)](k_ring, v_ring, pos_ring, k, v, q_pos,
                                    k.stride(0), k.stride(2), k.stride(3),
                                    v.stride(0), v.stride(2), v.stride(3), W,
-                                   HKV=HKV, D=D, BD=triton.next_power_of_2(D), num_warps=1)
+                                   HKV=HKV, D=D, BD=triton.next_power_of_2(D), PDL=use_pdl(),
+                                   num_warps=1, launch_pdl=use_pdl())

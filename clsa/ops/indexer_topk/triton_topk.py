@@ -44,7 +44,8 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, use_pdl, zeroed_int32
+from clsa.ops.attention.triton_decode import (kernel_ok, needs_grad, pdl_enter, use_pdl,
+                                              zeroed_int32)
 from clsa.ops.indexer_topk import naive
 
 MAX_TQ = 16
@@ -177,8 +178,8 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
                        PDL: tl.constexpr):
     """Pass 1, grid (B * Tq, cdiv(S, CHUNK)): the chunk's live scores -> s, and the histogram of
     their key bits 31..24 added to the row's."""
-    if PDL:
-        tl.extra.cuda.gdc_launch_dependents()  # pass 2 may be scheduled now; it waits for us
+    pdl_enter(PDL)  # the query and this step's key come from the launches before; pass 2 may
+    # be scheduled now (it waits for us)
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     o_0 = i_c * CHUNK
@@ -537,7 +538,7 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
         q, k, k if k_scale is None else k_scale, q if w is None else w, q_pos, kv_start, s, ws,
         scale, k.stride(0), k.stride(1), 0 if k_scale is None else k_scale.stride(0), S, Tq,
         top_k, BS=bs, CHUNK=chunk, HB=min(chunk, 1024), WS=_WS, num_warps=cfg["num_warps"],
-        num_stages=cfg["num_stages"], PDL=use_pdl(), **meta)
+        num_stages=cfg["num_stages"], PDL=use_pdl(), launch_pdl=use_pdl(), **meta)
     grid = (R, triton.cdiv(S, block))
     # passes 2 and 3 are launched early (programmatic dependent launch) and wait on the device
     _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS,

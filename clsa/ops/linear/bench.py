@@ -3,6 +3,7 @@
 
     python -m clsa.ops.linear.bench             # yoco-3b decode shapes, M = 1, 4, 8
     python -m clsa.ops.linear.bench --sweep     # + every tiling of the sweep per shape
+    python -m clsa.ops.linear.bench --wide BEST.json   # WIDE tilings, own prologues; winners
 
 Every figure is a median of ``triton.testing.do_bench_cudagraph`` over a graph that runs the call
 once per weight of a pool larger than the L2 cache (so the weights stream from HBM, as in a decode
@@ -82,8 +83,82 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
     return rec
 
 
+# The wide sweep (``--wide``): tilings that put a program's whole slab (or most of it) in one or
+# two tiles, so that with programmatic dependent launch it is requested before the program waits
+# for the previous kernel, plus narrower N tiles and more splits. (BN, BK, warps, SPLIT) per
+# K; the first of each list is ``gemv_config``'s choice.
+WIDE = {
+    3072: [(64, 256, 4, 8), (64, 512, 8, 6), (64, 1024, 8, 3), (32, 512, 4, 6), (32, 1024, 8, 3),
+           (16, 1024, 4, 3), (128, 256, 8, 6), (64, 256, 4, 4), (64, 512, 4, 6)],
+    8192: [(128, 128, 8, 5), (128, 128, 8, 11), (64, 256, 4, 8), (64, 256, 4, 11),
+           (64, 512, 8, 16), (64, 1024, 8, 8), (128, 256, 8, 8), (32, 1024, 4, 8)],
+}
+WIDE_UP = [(128, 128, 8, 1), (64, 256, 4, 2), (128, 256, 8, 1), (64, 512, 8, 2), (64, 256, 4, 1),
+           (32, 1024, 4, 3), (128, 128, 8, 2)]
+# which prologue each decode projection runs
+PROLOGUE = {"qkv": "norm", "q": "norm", "o": "none", "gate_up": "norm", "down": "silu"}
+
+
+def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
+    """Every WIDE tiling of every decode shape with its own prologue, at M in ``batches``.
+    Returns the records and, per weight shape "N,K", the tiling with the least summed time over
+    the shape's projections and batches (the ``CLSA_GEMV_TILING`` format)."""
+    from clsa.ops.linear import triton_gemv as tg
+
+    dev, bf = "cuda", torch.bfloat16
+    recs, total = [], {}
+    for name, N, K in SHAPES:
+        wbytes = N * K * 2
+        pool = max(2, -(-(256 << 20) // wbytes))
+        ws = [torch.randn(N, K, device=dev, dtype=bf) / K ** 0.5 for _ in range(pool)]
+        nw = torch.ones(K, device=dev, dtype=bf)
+        cands = WIDE_UP if N >= 8192 else WIDE[K]
+        for M in batches:
+            x = torch.randn(M, 2 * K if PROLOGUE[name] == "silu" else K, device=dev, dtype=bf)
+            r = torch.randn(M, K, device=dev, dtype=bf)
+            for BN, BK, warps, split in cands:
+                cfg = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
+                pro = PROLOGUE[name]
+                if pro == "norm":
+                    fn = lambda i: tg.gemv(x, ws[i], tg.PRO_NORM, nw, 1e-5, r, **cfg)  # noqa: E731
+                elif pro == "silu":
+                    fn = lambda i: tg.gemv(x, ws[i], tg.PRO_SILU, **cfg)  # noqa: E731
+                else:
+                    fn = lambda i: tg.gemv(x, ws[i], **cfg)  # noqa: E731
+                try:
+                    us = _time(fn, pool)
+                except Exception as e:  # out of resources: record and go on
+                    us = repr(e)[:80]
+                rec = dict(cfg, shape=name, N=N, K=K, M=M, us=us)
+                if isinstance(us, float):
+                    rec["TBps"] = wbytes / (us * 1e-6) / 1e12
+                    key = (f"{N},{K}", BN, BK, warps, split)
+                    total[key] = total.get(key, 0.0) + us
+                recs.append(rec)
+                print(json.dumps(rec), flush=True)
+        del ws
+    runs = {}  # a tiling counts only if it ran for every projection and batch of its shape
+    for name, N, K in SHAPES:
+        runs[f"{N},{K}"] = runs.get(f"{N},{K}", 0) + len(batches)
+    best = {}
+    for (shape, BN, BK, warps, split), us in sorted(total.items(), key=lambda kv: kv[1]):
+        n = sum(1 for r in recs if isinstance(r["us"], float) and f"{r['N']},{r['K']}" == shape
+                and (r["BN"], r["BK"], r["num_warps"], r["SPLIT"]) == (BN, BK, warps, split))
+        if shape not in best and n == runs[shape]:
+            best[shape] = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
+    return recs, best
+
+
 def main(argv=None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
+    if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json
+        recs, best = sweep_wide()
+        path = argv[argv.index("--wide") + 1] if len(argv) > argv.index("--wide") + 1 else None
+        print(json.dumps({"best": best}), flush=True)
+        if path:
+            with open(path, "w") as f:
+                json.dump(best, f, indent=1)
+        return recs
     sweep = "--sweep" in argv
     out = []
     for (name, N, K), M in itertools.product(SHAPES, (1, 4, 8)):

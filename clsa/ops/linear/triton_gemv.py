@@ -31,6 +31,9 @@ No host sync. Tiling: ``gemv_config`` (README.md has the sweep behind it).
 
 from __future__ import annotations
 
+import json
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -153,6 +156,25 @@ def _gemv_kernel(
         tl.store(out_ptr + o_out, b_acc.to(out_ptr.dtype.element_ty), mask=m_out)
 
 
+def _tiling_overrides() -> dict:
+    """``CLSA_GEMV_TILING``: a JSON file {"N,K": {BN, BK, SPLIT, num_warps, num_stages}} that
+    replaces ``gemv_config``'s choice per weight shape (the sweep's winners, for A/B runs)."""
+    path = os.environ.get("CLSA_GEMV_TILING")
+    if not path:
+        return {}
+    with open(path) as f:
+        table = json.load(f)
+    keys = {"BN", "BK", "SPLIT", "num_warps", "num_stages"}
+    for shape, cfg in table.items():
+        if set(cfg) != keys:
+            raise ValueError(f"CLSA_GEMV_TILING={path}: entry {shape!r} must give exactly "
+                             f"{sorted(keys)}, got {sorted(cfg)}")
+    return table
+
+
+_OVERRIDES = _tiling_overrides()
+
+
 def gemv_config(M: int, N: int, K: int, device: torch.device) -> dict:
     """Tiling for an [M, K] x [N, K]^T product: BN x BK weight tiles, SPLIT programs per N tile.
 
@@ -160,7 +182,9 @@ def gemv_config(M: int, N: int, K: int, device: torch.device) -> dict:
     N = 16384) want [128, 128] tiles, 8 warps and about one program per SM; narrow ones with
     short rows (QKV, Q, O: N <= 5120, K = 3072) want [64, 256] tiles, 4 warps and 8 splits;
     long rows (down, K = 8192) the wide tiling with the K axis split to fill the SMs.
-    Shapes and the SM count only: graph safe."""
+    Shapes and the SM count only: graph safe. ``CLSA_GEMV_TILING`` overrides it per shape."""
+    if f"{N},{K}" in _OVERRIDES:
+        return dict(_OVERRIDES[f"{N},{K}"])
     sms = _num_sms(device)
     if N < 8192 and K <= 4096:
         BN, BK, warps = 64, 256, 4

@@ -10,13 +10,14 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, pdl_enter, use_pdl
 from clsa.ops.norm import naive
 
 
 @triton.jit
 def _rms_norm_kernel(x_ptr, r_ptr, w_ptr, out_ptr, sum_ptr, C, eps,
-                     HAS_RES: tl.constexpr, BC: tl.constexpr):
+                     HAS_RES: tl.constexpr, BC: tl.constexpr, PDL: tl.constexpr):
+    pdl_enter(PDL)
     i_row = tl.program_id(0).to(tl.int64)
     o_c = tl.arange(0, BC)
     m_c = o_c < C
@@ -54,7 +55,8 @@ def rms_norm(x, weight, eps: float, residual=None):
     if x2.shape[0]:
         _rms_norm_kernel[(x2.shape[0],)](x2, r2, weight, out, summed, C, eps,
                                          HAS_RES=residual is not None, BC=triton.next_power_of_2(C),
-                                         num_warps=4 if C <= 4096 else 8)
+                                         PDL=use_pdl(), num_warps=4 if C <= 4096 else 8,
+                                         launch_pdl=use_pdl())
     return out.view(x.shape), summed.view(x.shape)
 
 

@@ -11,14 +11,16 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, pdl_enter, use_pdl
 from clsa.ops.rotary import naive
 
 
 @triton.jit
 def _rotary_kernel(x_ptr, cos_ptr, sin_ptr, out_ptr,
                    stride_xb, stride_xt, stride_xh, stride_cb, stride_ct,
-                   T, H: tl.constexpr, HALF: tl.constexpr, BH: tl.constexpr, BHALF: tl.constexpr):
+                   T, H: tl.constexpr, HALF: tl.constexpr, BH: tl.constexpr, BHALF: tl.constexpr,
+                   PDL: tl.constexpr):
+    pdl_enter(PDL)
     i_bt = tl.program_id(0).to(tl.int64)
     i_b, i_t = i_bt // T, i_bt % T
     o_h = tl.arange(0, BH)
@@ -48,5 +50,6 @@ def rotary(x, cos, sin):
         _rotary_kernel[(B * T,)](x4, cos, sin, out, x4.stride(0), x4.stride(1), x4.stride(2),
                                  cos.stride(0), cos.stride(1), T, H=H, HALF=D // 2,
                                  BH=triton.next_power_of_2(H), BHALF=triton.next_power_of_2(D // 2),
-                                 num_warps=1 if H * D <= 1024 else 4)
+                                 PDL=use_pdl(), num_warps=1 if H * D <= 1024 else 4,
+                                 launch_pdl=use_pdl())
     return out[:, :, 0] if squeeze else out

@@ -38,7 +38,8 @@ import triton.language as tl
 from clsa.ops.attention.triton_decode import (MAX_SPLITS, NEG_INIT, _online_softmax_block,
                                               _write_group, default_tiles, dot_precision,
                                               interpreting, kernel_ok, masked_sdpa, merge_tiles,
-                                              needs_grad, split_plan, split_scratch)
+                                              needs_grad, pdl_enter, split_plan, split_scratch,
+                                              use_pdl)
 from clsa.ops.sparse_attention import naive
 
 MAX_TQ = 16  # queries per row handled by the kernel (decode, small speculative batches)
@@ -76,7 +77,9 @@ def _sparse_split_kernel(
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
     BN: tl.constexpr, RB: tl.constexpr,
     SKIP_EMPTY: tl.constexpr, DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)  # q and the index come from the launches before
     i_s, i_g = tl.program_id(0), tl.program_id(1)
     i_bt, i_h = i_g // HKV, i_g % HKV
     i_b, i_t = (i_bt // TQ).to(tl.int64), (i_bt % TQ).to(tl.int64)
@@ -174,7 +177,7 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         BM=max(16, triton.next_power_of_2(G)), BD=max(16, triton.next_power_of_2(D)),
         **merge_tiles(G, NS, D, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
-        num_warps=num_warps, num_stages=num_stages,
+        PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out
 

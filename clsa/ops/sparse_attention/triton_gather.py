@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import kernel_ok, needs_grad
+from clsa.ops.attention.triton_decode import kernel_ok, needs_grad, pdl_enter, use_pdl
 from clsa.ops.sparse_attention import naive
 
 
@@ -29,8 +29,9 @@ def _gather_kv_kernel(
     s_vb, s_vs, s_vh, s_vd,
     s_ib, s_ik,
     S, K,
-    HKV: tl.constexpr, D: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr,
+    HKV: tl.constexpr, D: tl.constexpr, BR: tl.constexpr, BD: tl.constexpr, PDL: tl.constexpr,
 ):
+    pdl_enter(PDL)  # the index (and this step's cache row) come from the launches before
     i_r, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = (i_bh // HKV).to(tl.int64), (i_bh % HKV).to(tl.int64)
     o_j = i_r * BR + tl.arange(0, BR).to(tl.int64)
@@ -71,6 +72,7 @@ def gather_kv(k, v, idx, block_rows: int = 32):
         return k_sel, v_sel
     _gather_kv_kernel[(triton.cdiv(K, block_rows), B * Hkv)](
         k, v, idx, k_sel, v_sel, *k.stride(), *v.stride(), *idx.stride(), S, K,
-        HKV=Hkv, D=D, BR=block_rows, BD=max(16, triton.next_power_of_2(D)), num_warps=4,
+        HKV=Hkv, D=D, BR=block_rows, BD=max(16, triton.next_power_of_2(D)), PDL=use_pdl(),
+        num_warps=4, launch_pdl=use_pdl(),
     )
     return k_sel, v_sel
