@@ -44,10 +44,6 @@ from clsa.ops.linear import naive
 from clsa.ops.norm import triton_norm
 
 MAX_ROWS = 16       # rows of one MMA tile; more rows (prefill, training) go to cuBLAS
-# Weight tiles are read once per step: load them evict-first, so that streaming 5 GB of weights
-# through the 50 MB L2 does not push out what the step reads again (the compact K/V buffer that
-# all 13 cross-decoder layers attend to). CLSA_EVICT_WEIGHTS=0 turns the hint off (A/B runs).
-EVICT_WEIGHTS = os.environ.get("CLSA_EVICT_WEIGHTS", "1") == "1"
 PRO_NONE, PRO_NORM, PRO_SILU = 0, 1, 2
 
 
@@ -96,7 +92,7 @@ def _gemv_kernel(
     M, N, K, eps,
     NORM: tl.constexpr, SILU: tl.constexpr, HAS_RES: tl.constexpr, SPLIT: tl.constexpr,
     KCHUNK: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-    DOT_PRECISION: tl.constexpr, PDL: tl.constexpr, W_EVICT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, PDL: tl.constexpr,
 ):
     i_n, i_k = tl.program_id(0), tl.program_id(1)
     o_m = tl.arange(0, BM)
@@ -109,8 +105,7 @@ def _gemv_kernel(
     p_w = w_ptr + o_n[:, None].to(tl.int64) * K + o_k[None, :]  # [BN, BK] at column 0
     # the first weight tile does not depend on the previous launch: with programmatic dependent
     # launch it is read while that launch finishes, and this launch lets the next one start
-    b_w = tl.load(p_w + k_lo, mask=m_n[:, None] & ((k_lo + o_k) < K)[None, :], other=0.,
-                  eviction_policy=W_EVICT)
+    b_w = tl.load(p_w + k_lo, mask=m_n[:, None] & ((k_lo + o_k) < K)[None, :], other=0.)
     if PDL:
         tl.extra.cuda.gdc_launch_dependents()
         tl.extra.cuda.gdc_wait()  # the input (and the counters) after the previous launch
@@ -125,8 +120,7 @@ def _gemv_kernel(
     b_x, b_y = b_xn, b_yn
     for kk in range(BK, KCHUNK, BK):
         o_kk = k_lo + kk + o_k
-        b_w = tl.load(p_w + k_lo + kk, mask=m_n[:, None] & (o_kk < K)[None, :], other=0.,
-                      eviction_policy=W_EVICT)  # [BN, BK]
+        b_w = tl.load(p_w + k_lo + kk, mask=m_n[:, None] & (o_kk < K)[None, :], other=0.)  # [BN, BK]
         b_xn, b_yn = _load_in(x_ptr, r_ptr, o_m, m_m, o_kk + BK, K, XS, SILU, HAS_RES)
         b_acc, b_ss = _step(b_acc, b_ss, b_w, b_x, b_y, nw_ptr, sum_ptr, o_m, m_m, o_kk, K,
                             store_sum, NORM, SILU, HAS_RES, DOT_PRECISION)
@@ -236,7 +230,7 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
         M, N, K, eps,
         NORM=pro == PRO_NORM, SILU=pro == PRO_SILU, HAS_RES=residual is not None, SPLIT=split,
         KCHUNK=kchunk, BM=MAX_ROWS, BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION=dot_precision(x.dtype),
-        PDL=use_pdl(), W_EVICT="evict_first" if EVICT_WEIGHTS else "",
+        PDL=use_pdl(),
         num_warps=cfg["num_warps"], num_stages=1 if interpreting() else cfg["num_stages"],
         launch_pdl=use_pdl(),
     )
