@@ -285,14 +285,34 @@ def _num_sms(device: torch.device) -> int:
     return _SM_COUNT[i]
 
 
+# Spans of at most this many blocks (the top-k compact buffer, a sliding-window ring) are "short":
+# their splits are capped at SHORT_SPLITS and at about two programs per SM.
+SHORT_BLOCKS = 64
+SHORT_SPLITS = 16
+
+
 def split_plan(n_groups: int, S: int, block: int, device: torch.device,
                max_splits: int = MAX_SPLITS) -> tuple[int, int]:
-    """(chunk, num_splits): slots per program and programs per group, aiming at ~4 programs/SM.
+    """(chunk, num_splits): slots per program and programs per group.
 
+    Long spans aim at ~4 programs/SM, so that enough K/V loads are in flight to stream the cache
+    at the copy bandwidth. Short spans (at most SHORT_BLOCKS blocks: 2048 top-k slots, a 1024-slot
+    window) take the largest power-of-2 split count up to SHORT_SPLITS that keeps the grid within
+    two programs per SM: there a program's fixed cost (query load, partial write, ticket, the last
+    program's merge of NS partials) outweighs its few K/V blocks. On the H100 this plan took a
+    stack of 13 launches over the 2048-slot compact buffer from 150 to 112 us at B = 1 and from
+    195 to 179 us at B = 4, and 13 window-ring launches from 178 to 153 us at B = 4
+    (``benchmarks/results/2026-11-25-h100/session6/splits/``).
     Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
     """
     n_blocks = triton.cdiv(S, block)
-    want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
+    if n_blocks <= SHORT_BLOCKS:
+        want = 1
+        while (want * 2 <= min(SHORT_SPLITS, max_splits, n_blocks)
+               and want * 2 * n_groups <= 2 * _num_sms(device)):
+            want *= 2
+    else:
+        want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
     chunk = triton.cdiv(n_blocks, want) * block
     return chunk, triton.cdiv(S, chunk)
 
