@@ -21,7 +21,10 @@ def _nan_empty(*args, **kwargs):
     """torch.empty filled with NaN (floats) or a sentinel (ints): an unwritten element fails tests."""
     t = _empty(*args, **kwargs)
     if t.is_floating_point():
-        t.fill_(float("nan"))
+        # no_grad: torch.compile creates leaf tensors that require grad through torch.empty
+        # (a first FlexAttention compile inside a test failed on the in-place fill)
+        with torch.no_grad():
+            t.fill_(float("nan"))
     elif t.dtype in (torch.int32, torch.int64, torch.int16):
         t.fill_(-12345)
     return t
