@@ -83,18 +83,21 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
     return rec
 
 
-# The wide sweep (``--wide``): tilings that put a program's whole slab (or most of it) in one or
-# two tiles, so that with programmatic dependent launch it is requested before the program waits
-# for the previous kernel, plus narrower N tiles and more splits. (BN, BK, warps, SPLIT) per
-# K; the first of each list is ``gemv_config``'s choice.
+# The wide sweep (``--wide``): tilings with fewer pipeline stages (a program that streams two
+# tiles needs no four-deep pipeline, and the shared memory of unused stages halves how many
+# programs fit on an SM), wider tiles that put a program's whole slab in one or two loads, and
+# more splits. (BN, BK, warps, SPLIT, stages) per K; the first of each list is ``gemv_config``'s
+# choice. Session 6 (H100): the defaults won over the whole-slab and split variants at 4 stages.
+_STAGES = (4, 3, 2)
 WIDE = {
-    3072: [(64, 256, 4, 8), (64, 512, 8, 6), (64, 1024, 8, 3), (32, 512, 4, 6), (32, 1024, 8, 3),
-           (16, 1024, 4, 3), (128, 256, 8, 6), (64, 256, 4, 4), (64, 512, 4, 6)],
-    8192: [(128, 128, 8, 5), (128, 128, 8, 11), (64, 256, 4, 8), (64, 256, 4, 11),
-           (64, 512, 8, 16), (64, 1024, 8, 8), (128, 256, 8, 8), (32, 1024, 4, 8)],
+    3072: [(64, 256, 4, 8, st) for st in _STAGES] + [(64, 256, 4, 12, st) for st in (3, 2)]
+    + [(64, 512, 8, 6, 2), (128, 256, 8, 6, 2), (128, 128, 8, 8, 3), (64, 128, 4, 12, 3)],
+    8192: [(128, 128, 8, 5, st) for st in _STAGES] + [(128, 128, 8, 11, st) for st in (3, 2)]
+    + [(64, 256, 4, 8, 3), (64, 256, 4, 11, 3), (64, 256, 4, 11, 2), (64, 512, 8, 16, 2),
+       (128, 256, 8, 8, 2)],
 }
-WIDE_UP = [(128, 128, 8, 1), (64, 256, 4, 2), (128, 256, 8, 1), (64, 512, 8, 2), (64, 256, 4, 1),
-           (32, 1024, 4, 3), (128, 128, 8, 2)]
+WIDE_UP = [(128, 128, 8, 1, st) for st in _STAGES] + [(64, 256, 4, 1, 3), (64, 256, 4, 2, 3),
+                                                      (128, 128, 8, 2, 3), (128, 256, 8, 1, 2)]
 # which prologue each decode projection runs
 PROLOGUE = {"qkv": "norm", "q": "norm", "o": "none", "gate_up": "norm", "down": "silu"}
 
@@ -116,8 +119,8 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
         for M in batches:
             x = torch.randn(M, 2 * K if PROLOGUE[name] == "silu" else K, device=dev, dtype=bf)
             r = torch.randn(M, K, device=dev, dtype=bf)
-            for BN, BK, warps, split in cands:
-                cfg = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
+            for BN, BK, warps, split, stages in cands:
+                cfg = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=stages)
                 pro = PROLOGUE[name]
                 if pro == "norm":
                     fn = lambda i: tg.gemv(x, ws[i], tg.PRO_NORM, nw, 1e-5, r, **cfg)  # noqa: E731
@@ -132,7 +135,7 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
                 rec = dict(cfg, shape=name, N=N, K=K, M=M, us=us)
                 if isinstance(us, float):
                     rec["TBps"] = wbytes / (us * 1e-6) / 1e12
-                    key = (f"{N},{K}", BN, BK, warps, split)
+                    key = (f"{N},{K}", BN, BK, warps, split, stages)
                     total[key] = total.get(key, 0.0) + us
                 recs.append(rec)
                 print(json.dumps(rec), flush=True)
@@ -141,11 +144,12 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
     for name, N, K in SHAPES:
         runs[f"{N},{K}"] = runs.get(f"{N},{K}", 0) + len(batches)
     best = {}
-    for (shape, BN, BK, warps, split), us in sorted(total.items(), key=lambda kv: kv[1]):
+    for (shape, BN, BK, warps, split, stages), us in sorted(total.items(), key=lambda kv: kv[1]):
         n = sum(1 for r in recs if isinstance(r["us"], float) and f"{r['N']},{r['K']}" == shape
-                and (r["BN"], r["BK"], r["num_warps"], r["SPLIT"]) == (BN, BK, warps, split))
+                and (r["BN"], r["BK"], r["num_warps"], r["SPLIT"], r["num_stages"])
+                == (BN, BK, warps, split, stages))
         if shape not in best and n == runs[shape]:
-            best[shape] = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
+            best[shape] = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=stages)
     return recs, best
 
 
