@@ -176,23 +176,32 @@ _OVERRIDES = _tiling_overrides()
 
 
 def gemv_config(M: int, N: int, K: int, device: torch.device) -> dict:
-    """Tiling for an [M, K] x [N, K]^T product: BN x BK weight tiles, SPLIT programs per N tile.
+    """Tiling for an [M, K] x [N, K]^T product: BN x BK weight tiles, SPLIT programs per N tile,
+    and the pipeline depth.
 
-    From the H100 sweep over the yoco-3b decode shapes (README.md): wide outputs (gate/up,
-    N = 16384) want [128, 128] tiles, 8 warps and about one program per SM; narrow ones with
-    short rows (QKV, Q, O: N <= 5120, K = 3072) want [64, 256] tiles, 4 warps and 8 splits;
-    long rows (down, K = 8192) the wide tiling with the K axis split to fill the SMs.
+    From the H100 sweeps over the yoco-3b decode shapes (README.md), weights streaming from HBM:
+    - short rows (K <= 4096): [64, 256] tiles, 4 warps. Narrow outputs (QKV, Q, O) split K into
+      one- or two-tile programs, about six programs per SM, with a 2-deep pipeline; the gate/up
+      projection (N >= 8192) is one program per 64 columns with a 3-deep pipeline.
+    - long rows (down, K = 8192): [128, 128] tiles, 8 warps, K split to two programs per SM,
+      3-deep pipeline.
+    A deeper pipeline than a program's loop needs only costs shared memory, and so programs per
+    SM: four stages put the Q / O projections' 2-tile programs in two waves.
     Shapes and the SM count only: graph safe. ``CLSA_GEMV_TILING`` overrides it per shape."""
     if f"{N},{K}" in _OVERRIDES:
         return dict(_OVERRIDES[f"{N},{K}"])
     sms = _num_sms(device)
-    if N < 8192 and K <= 4096:
+    if K <= 4096:
         BN, BK, warps = 64, 256, 4
-        split = max(1, min(8, triton.cdiv(K, BK) // 2))
+        n_tiles, k_tiles = triton.cdiv(N, BN), triton.cdiv(K, BK)
+        if N >= 8192:
+            split, stages = 1, 3
+        else:
+            split, stages = max(1, min(k_tiles, triton.cdiv(6 * sms, n_tiles))), 2
     else:
-        BN, BK, warps = 128, 128, 8
-        split = max(1, min(sms // triton.cdiv(N, BN), triton.cdiv(K, BK) // 4))
-    return dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=4)
+        BN, BK, warps, stages = 128, 128, 8, 3
+        split = max(1, min(2 * sms // triton.cdiv(N, BN), triton.cdiv(K, BK) // 4))
+    return dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=stages)
 
 
 def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, residual=None,
