@@ -143,3 +143,25 @@ def test_split_gemv_replays_in_a_cuda_graph():
         torch.cuda.synchronize()
         assert_close(out, naive.linear(x.float(), w.float()), low_precision=naive.linear(x, w))
     assert _counters_clean(dev)
+
+
+def test_tiling_override_file(tmp_path, monkeypatch):
+    # CLSA_GEMV_TILING replaces gemv_config's choice for the shapes it names, and the launch uses it
+    cfg = dict(BN=16, BK=32, SPLIT=3, num_warps=4, num_stages=1)
+    path = tmp_path / "tiling.json"
+    path.write_text('{"70,200": %s}' % str(cfg).replace("'", '"'))
+    monkeypatch.setenv("CLSA_GEMV_TILING", str(path))
+    monkeypatch.setattr(triton_gemv, "_OVERRIDES", triton_gemv._tiling_overrides())
+    assert triton_gemv.gemv_config(3, 70, 200, torch.device("cpu")) == cfg
+    assert triton_gemv.gemv_config(3, 71, 200, torch.device("cpu")) != cfg  # other shapes: rules
+    x, w = torch.randn(3, 200), torch.randn(70, 200)
+    assert_close(triton_gemv.linear(x, w), naive.linear(x, w))
+    assert _counters_clean()
+
+
+def test_tiling_override_refuses_incomplete_entries(tmp_path, monkeypatch):
+    path = tmp_path / "tiling.json"
+    path.write_text('{"70,200": {"BN": 16, "BK": 32}}')
+    monkeypatch.setenv("CLSA_GEMV_TILING", str(path))
+    with pytest.raises(ValueError, match="must give exactly"):
+        triton_gemv._tiling_overrides()

@@ -35,14 +35,20 @@ def _time(fn, pool: int) -> float:
     return 1e3 * do_bench_cudagraph(run, rep=30, return_mode="median") / pool
 
 
+def _weights(N: int, K: int) -> list[torch.Tensor]:
+    """A pool of bf16 [N, K] weights, more than 256 MB in all (> 5x the 50 MB L2 of an H100)."""
+    pool = max(2, -(-(256 << 20) // (N * K * 2)))
+    return [torch.randn(N, K, device="cuda", dtype=torch.bfloat16) / K ** 0.5 for _ in range(pool)]
+
+
 def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
     from clsa.ops.attention import triton_decode
     from clsa.ops.linear import stock, triton_gemv
 
     dev, bf = "cuda", torch.bfloat16
     wbytes = N * K * 2
-    pool = max(2, -(-(256 << 20) // wbytes))  # > 5x the 50 MB L2 of an H100
-    ws = [torch.randn(N, K, device=dev, dtype=bf) / K ** 0.5 for _ in range(pool)]
+    ws = _weights(N, K)
+    pool = len(ws)
     x = torch.randn(M, K, device=dev, dtype=bf)
     r = torch.randn(M, K, device=dev, dtype=bf)
     gu = torch.randn(M, 2 * K, device=dev, dtype=bf)
@@ -86,8 +92,8 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
 # The wide sweep (``--wide``): tilings with fewer pipeline stages (a program that streams two
 # tiles needs no four-deep pipeline, and the shared memory of unused stages halves how many
 # programs fit on an SM), wider tiles that put a program's whole slab in one or two loads, and
-# more splits. (BN, BK, warps, SPLIT, stages) per K; the first of each list is ``gemv_config``'s
-# choice. Session 6 (H100): the defaults won over the whole-slab and split variants at 4 stages.
+# more splits. (BN, BK, warps, SPLIT, stages) per K; the first of each list is session 5's
+# tiling. Session 6 (H100): its winners are ``gemv_config``'s choice now.
 _STAGES = (4, 3, 2)
 WIDE = {
     3072: [(64, 256, 4, 8, st) for st in _STAGES] + [(64, 256, 4, 12, st) for st in (3, 2)]
@@ -109,11 +115,11 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
     from clsa.ops.linear import triton_gemv as tg
 
     dev, bf = "cuda", torch.bfloat16
-    recs, total = [], {}
+    recs, total = [], {}  # total: (N,K, tiling) -> [summed us, calls that ran]
     for name, N, K in SHAPES:
         wbytes = N * K * 2
-        pool = max(2, -(-(256 << 20) // wbytes))
-        ws = [torch.randn(N, K, device=dev, dtype=bf) / K ** 0.5 for _ in range(pool)]
+        ws = _weights(N, K)
+        pool = len(ws)
         nw = torch.ones(K, device=dev, dtype=bf)
         cands = WIDE_UP if N >= 8192 else WIDE[K]
         for M in batches:
@@ -135,8 +141,9 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
                 rec = dict(cfg, shape=name, N=N, K=K, M=M, us=us)
                 if isinstance(us, float):
                     rec["TBps"] = wbytes / (us * 1e-6) / 1e12
-                    key = (f"{N},{K}", BN, BK, warps, split, stages)
-                    total[key] = total.get(key, 0.0) + us
+                    t = total.setdefault((f"{N},{K}", BN, BK, warps, split, stages), [0.0, 0])
+                    t[0] += us
+                    t[1] += 1
                 recs.append(rec)
                 print(json.dumps(rec), flush=True)
         del ws
@@ -144,10 +151,8 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
     for name, N, K in SHAPES:
         runs[f"{N},{K}"] = runs.get(f"{N},{K}", 0) + len(batches)
     best = {}
-    for (shape, BN, BK, warps, split, stages), us in sorted(total.items(), key=lambda kv: kv[1]):
-        n = sum(1 for r in recs if isinstance(r["us"], float) and f"{r['N']},{r['K']}" == shape
-                and (r["BN"], r["BK"], r["num_warps"], r["SPLIT"], r["num_stages"])
-                == (BN, BK, warps, split, stages))
+    for (shape, BN, BK, warps, split, stages), (us, n) in sorted(total.items(),
+                                                                  key=lambda kv: kv[1][0]):
         if shape not in best and n == runs[shape]:
             best[shape] = dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=stages)
     return recs, best
