@@ -176,13 +176,16 @@ def _recording_attention():
     call made inside the block: the op seam every clsa attention layer goes through, so the
     probabilities below do not depend on how a layer builds its queries and keys."""
     import clsa.ops as ops_module
+    from clsa.ops.rotary.naive import rotary
 
     calls, original = [], ops_module.attention
 
     def recording(q, k, v, q_pos, k_pos, kv_start, *args, **kwargs):
         window = args[0] if args else kwargs.get("window")
         scale = args[1] if len(args) > 1 else kwargs.get("scale")
-        calls.append((q.detach(), k.detach(), q_pos, k_pos, kv_start, window, scale))
+        rope = kwargs.get("rope")  # layers hand over q unrotated, with its tables
+        q_rot = q if rope is None else rotary(q.detach(), *rope)
+        calls.append((q_rot.detach(), k.detach(), q_pos, k_pos, kv_start, window, scale))
         return original(q, k, v, q_pos, k_pos, kv_start, *args, **kwargs)
 
     ops_module.attention = recording

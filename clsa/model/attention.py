@@ -42,20 +42,20 @@ class SelfAttention(nn.Module):
     def attend(self, qkv, rope, q_pos, kv_start, layer_cache=None):
         """The layer after its input projection: qkv [B, T, (Hq + 2 Hkv) D] -> [B, T, C]."""
         B, T, _ = qkv.shape
-        rope = Rope.of(rope, self.theta)
-        # Q and K side by side in the projection: one rotary launch rotates both (heads apart)
-        qk = rope(qkv[..., :(self.h + self.hkv) * self.d].view(B, T, self.h + self.hkv, self.d))
-        q, k = qk[:, :, :self.h], qk[:, :, self.h:]
-        v = qkv[..., (self.h + self.hkv) * self.d:].view(B, T, self.hkv, self.d)
+        tables = Rope.of(rope, self.theta).tables(self.d)
+        heads = qkv.view(B, T, self.h + 2 * self.hkv, self.d)
+        q, k, v = heads[:, :, :self.h], heads[:, :, self.h:self.h + self.hkv], heads[:, :, self.h + self.hkv:]
+        # rotary is fused where the kernels allow: the ring write rotates K on its way into the
+        # cache and attention rotates Q as it loads it (no rotary launch at decode)
         if layer_cache is None:
-            k_all, v_all, k_pos = k, v, q_pos
+            k_all, v_all, k_pos = ops.rotary(k, *tables), v, q_pos
         else:
-            k_all, v_all, k_pos = layer_cache.update(k, v, q_pos)
+            k_all, v_all, k_pos = layer_cache.update(k, v, q_pos, rope=tables)
         # the key layout ([ring | own slots]; no cache: own slots only, q_pos contiguous) stated,
         # so windowed prefill need not check it on the values (a host sync per layer)
         ring = 0 if layer_cache is None else layer_cache.ring_rows(T)
         o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
-                          1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring)
+                          1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring, rope=tables)
         return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 
@@ -86,16 +86,18 @@ class CrossAttention(nn.Module):
     def attend(self, q, rope, q_pos, kv_start, shared, idx=None, gathered=None):
         """The layer after its input projection: q [B, T, Hq D] (before rotary) -> [B, T, C]."""
         B, T, _ = q.shape
-        q = Rope.of(rope, self.theta)(q.view(B, T, self.h, self.d))
+        tables = Rope.of(rope, self.theta).tables(self.d)
+        q = q.view(B, T, self.h, self.d)  # unrotated: ops.attention rotates it as it loads it
         if gathered is not None:  # decode: attend over the compact buffer gathered once per step
             k_sel, v_sel, sel_pos = gathered
             o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,
-                              query_chunk=self.chunk)
+                              query_chunk=self.chunk, rope=tables)
         elif idx is not None:
-            o = ops.sparse_attention(q, shared[0], shared[1], idx, self.scale, query_chunk=self.chunk)
+            o = ops.sparse_attention(ops.rotary(q, *tables), shared[0], shared[1], idx, self.scale,
+                                     query_chunk=self.chunk)
         else:
             o = ops.attention(q, shared[0], shared[1], q_pos, shared[2], kv_start, None, self.scale,
-                              query_chunk=self.chunk)
+                              query_chunk=self.chunk, rope=tables)
         return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 

@@ -82,17 +82,20 @@ class CLSABackbone(nn.Module):
         """norm(x + f), the add fused into the norm."""
         return self.norm(x) if f is None else self.norm(f, residual=x)[0]
 
-    def shared_kv(self, h_sd, rope):
-        """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V)."""
+    def shared_kv(self, x, f, rope):
+        """The global K/V of the new tokens: [B, T, Hkv, D] each (rotary on K, none on V), and the
+        self-decoder output h_sd = x + f [B, T, C] that the stack left unsummed (see Block)."""
         c = self.config
-        B, T, _ = h_sd.shape
+        B, T, _ = x.shape
         n = self.kv_norm
         # the norm fused into each projection: one launch apiece at decode (the norm is recomputed
-        # from the same row, which costs nothing next to the weight it streams)
-        k, _ = ops.norm_linear(h_sd, n.weight, n.eps, self.k_proj.weight)
+        # from the same row, which costs nothing next to the weight it streams); the K projection
+        # also does the residual add
+        k, h_sd = ops.norm_linear(x if f is None else f, n.weight, n.eps, self.k_proj.weight,
+                                  None if f is None else x)
         v, _ = ops.norm_linear(h_sd, n.weight, n.eps, self.v_proj.weight)
         k = Rope.of(rope, c.rope_theta)(k.view(B, T, c.num_key_value_heads, c.head_dim))
-        return k, v.view(B, T, c.num_key_value_heads, c.head_dim)
+        return k, v.view(B, T, c.num_key_value_heads, c.head_dim), h_sd
 
     def forward(self, input_ids, positions, q_pos, kv_start, cache=None, keep: int | None = None,
                 dense_cross: bool = False):
@@ -108,8 +111,7 @@ class CLSABackbone(nn.Module):
                 cache.advance(T)
             self.last_routing = Routing({}, 0)
             return self.final_norm(x[:, T - n:], None if f is None else f[:, T - n:])
-        h_sd = settle(*self.self_decode(h, positions, q_pos, kv_start, cache))
-        k, v = self.shared_kv(h_sd, positions)
+        k, v, h_sd = self.shared_kv(*self.self_decode(h, positions, q_pos, kv_start, cache), positions)
         keys = {i: IndexKeys(ix.keys(h_sd, positions)) for i, ix in self.indexers().items()}
         if cache is None:
             shared = (k, v, q_pos)
@@ -177,8 +179,8 @@ def cross_states(backbone: CLSABackbone, input_ids, kv_start=None) -> CrossState
     q_pos = torch.arange(T, device=input_ids.device).expand(B, T)
     positions = (q_pos - kv_start[:, None]).clamp_min(0)
     rope = Rope(positions, backbone.config.rope_theta)
-    h_sd = settle(*backbone.self_decode(backbone.embed_tokens(input_ids), rope, q_pos, kv_start))
-    k, v = backbone.shared_kv(h_sd, rope)
+    k, v, h_sd = backbone.shared_kv(*backbone.self_decode(backbone.embed_tokens(input_ids), rope, q_pos,
+                                                         kv_start), rope)
     keys = {i: ix.keys(h_sd, rope) for i, ix in backbone.indexers().items()}
     inputs, h = [], h_sd
     for blk in backbone.cross_layers:

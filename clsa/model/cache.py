@@ -93,7 +93,10 @@ class FullKV:
         self.k = _Growing(parent, (hkv, d), dtype)
         self.v = _Growing(parent, (hkv, d), dtype)
 
-    def update(self, k, v, q_pos):
+    def update(self, k, v, q_pos, rope=None):
+        """Write the new K/V (k rotated first by the tables ``rope``, if given); returns every slot."""
+        if rope is not None:
+            k = ops.rotary(k, *rope)
         k_all, v_all = self.k.write(k, q_pos), self.v.write(v, q_pos)
         if self.parent.all_visible:  # exact-fit benchmark cache: no mask needed (k_pos=None)
             return k_all, v_all, None
@@ -118,12 +121,16 @@ class RingKV:
         self.v = torch.zeros(b, window, hkv, d, dtype=dtype, device=dev)
         self.pos = torch.full((window,), -1, dtype=torch.long, device=dev)
 
-    def update(self, k, v, q_pos):
+    def update(self, k, v, q_pos, rope=None):
+        """Write the new K/V (k rotated first by the tables ``rope``, if given); returns the keys
+        to attend to: the ring (decode) or [ring | the new slots] (see ``ring_rows``)."""
         B, T = k.shape[:2]
         if T == 1:  # decode: write the token first, then the ring itself is the whole window
-            ops.ring_write(self.k, self.v, self.pos, k, v, q_pos)  # one launch with the triton backend
+            ops.ring_write(self.k, self.v, self.pos, k, v, q_pos, rope)  # one launch (triton)
             # entries after q_pos are stale (a step re-run at an earlier position): mask them
             return self.k, self.v, self.pos.expand(B, -1)
+        if rope is not None:
+            k = ops.rotary(k, *rope)
         k_all = torch.cat((self.k, k.to(self.k.dtype)), 1)
         v_all = torch.cat((self.v, v.to(self.v.dtype)), 1)
         # Entries at or after the first new slot are stale: a step re-run at the same position

@@ -11,6 +11,7 @@ import torch
 
 from clsa.ops.attention import naive
 from clsa.ops.attention import triton_decode as td
+from clsa.ops.rotary import naive as rotary_naive
 from clsa.testing import assert_close, lowp_attention
 
 SHAPES = [(4, 2), (3, 1), (2, 2)]  # (Hq, Hkv)
@@ -227,6 +228,58 @@ def test_masked_sdpa_fallback_equals_reference():
         assert_close(a.grad, b.grad)
 
 
+def rope_tables(B, Tq, D, device="cpu", start=0):
+    """(cos, sin) [B, Tq, D/2] fp32 at scattered positions (rows differ: left padding shifts them)."""
+    from clsa.model.layers import rotary_tables
+    positions = start + torch.randint(0, 5000, (B, 1), device=device) + torch.arange(Tq, device=device)
+    return rotary_tables(positions, D, 10000.0)
+
+
+@pytest.mark.parametrize("window", [None, 7])
+@pytest.mark.parametrize("D", [20, 64])  # 20: the tile is wider than the head (masked columns)
+@pytest.mark.parametrize("Tq", [1, 3])
+def test_rope_fused_into_the_query_load(Tq, D, window):
+    # the kernel rotates q as it loads it; the reference rotates first, then attends
+    B, S, Hq, Hkv = 3, 70, 6, 2
+    q, k, v = make_qkv(B, Tq, S, Hq, Hkv, D)
+    q_pos = torch.tensor([[40], [69], [0]]) + torch.arange(Tq) - (Tq - 1) * torch.tensor([[0], [1], [0]])
+    k_pos, kv_start = torch.arange(S).expand(B, S).contiguous(), torch.tensor([3, 0, 0])
+    rope = rope_tables(B, Tq, D)
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, window, rope=rope)
+    ref = naive.attention(q, k, v, q_pos, k_pos, kv_start, window, rope=rope)
+    assert_close(out, ref)
+    # it is the rotated query that attends: without the tables the result differs
+    assert not torch.allclose(ref, naive.attention(q, k, v, q_pos, k_pos, kv_start, window), atol=1e-3)
+
+
+def test_rope_on_a_strided_query_and_on_the_fallback():
+    # q sliced out of a fused [q | k | v] projection (head stride > D); and a prefill-sized Tq,
+    # which takes the fallback: both rotate the same way as the reference
+    B, S, Hq, Hkv, D = 2, 40, 4, 2, 16
+    qkv = torch.randn(B, 1, Hq + 2 * Hkv, D)
+    q = qkv[:, :, :Hq]
+    _, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
+    q_pos, k_pos, kv_start = torch.tensor([[39], [20]]), torch.arange(S).expand(B, S), torch.zeros(B, dtype=torch.long)
+    rope = rope_tables(B, 1, D)
+    assert_close(td.attention(q, k, v, q_pos, k_pos, kv_start, rope=rope),
+                 naive.attention(q, k, v, q_pos, k_pos, kv_start, rope=rope))
+    Tq = 30  # Tq * G = 60 ... past MAX_ROWS with G = 3
+    q, k, v = make_qkv(1, Tq, S, 6, 2, D)
+    q_pos = torch.arange(10, 10 + Tq)[None]
+    rope = rope_tables(1, Tq, D)
+    k_pos1 = torch.arange(S)[None]
+    assert_close(td.attention(q, k, v, q_pos, k_pos1, torch.zeros(1, dtype=torch.long), rope=rope),
+                 naive.attention(q, k, v, q_pos, k_pos1, torch.zeros(1, dtype=torch.long), rope=rope))
+
+
+def test_rope_tables_of_the_wrong_shape_are_refused():
+    q, k, v = make_qkv(2, 1, 10, 4, 2, 16)
+    q_pos, k_pos, kv_start = torch.tensor([[9], [9]]), torch.arange(10).expand(2, 10), torch.zeros(2, dtype=torch.long)
+    cos, sin = rope_tables(2, 1, 32)  # tables of a 32-dim head for a 16-dim query
+    with pytest.raises(ValueError, match=r"rope tables must be \(cos, sin\) of shape \[B, Tq, D/2\]"):
+        td.attention(q, k, v, q_pos, k_pos, kv_start, rope=(cos, sin))
+
+
 # --------------------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
 @pytest.mark.parametrize("window", [None, 4096])
@@ -243,6 +296,12 @@ def test_gpu_bf16_dense_decode(B, window):
     ref = naive.attention(q.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window)
     mask = naive.visible_mask(q_pos, k_pos, kv_start, window)
     assert_close(out, ref, low_precision=lowp_attention(q, k, v, mask, D ** -0.5))
+    # rotary fused into the query load: the reference rotates q (rounded to bf16, as ops.rotary)
+    rope = rope_tables(B, 1, D, "cuda", start=100000)
+    out = td.attention(q, k, v, q_pos, k_pos, kv_start, window, rope=rope)
+    q_rot = rotary_naive.rotary(q, *rope)
+    ref = naive.attention(q_rot.float(), k.float(), v.float(), q_pos, k_pos, kv_start, window)
+    assert_close(out, ref, low_precision=lowp_attention(q_rot, k, v, mask, D ** -0.5))
 
 
 @pytest.mark.gpu

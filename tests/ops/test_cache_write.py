@@ -59,6 +59,36 @@ def test_ring_write_int32_q_pos_and_strided_head_dim():
     check_write(5, 3, 2, 20, torch.float32, 12, torch.int32, k=wide[..., ::2], v=wide[..., 1::2])
 
 
+@pytest.mark.parametrize("D", [8, 20])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_ring_write_rotates_the_key_on_its_way_in(D, dtype):
+    # rope: the key is rotated (fp32 math, rounded to k's dtype) before the write; v is not
+    from clsa.model.layers import rotary_tables
+    B, W, Hkv = 3, 5, 2
+    ring = rings(B, W, Hkv, D)
+    ref = [t.clone() for t in ring]
+    k, v = new_token(B, Hkv, D, dtype)
+    q_pos = torch.full((B, 1), 13)
+    rope = rotary_tables(torch.tensor([[13], [9], [4000]]), D, 10000.0)  # left padding: rows differ
+    naive.ring_write(*ref, k, v, q_pos, rope)
+    triton_write.ring_write(*ring, k, v, q_pos, rope)
+    # fp16: one rounding to k's dtype, where an FMA may land one ulp (2^-10) apart
+    tol = 1e-6 if dtype == torch.float32 else 1e-3
+    assert torch.allclose(ring[0], ref[0], rtol=tol, atol=tol)
+    assert torch.equal(ring[1], ref[1]) and torch.equal(ring[2], ref[2])
+    assert not torch.allclose(ring[0][:, 13 % W], k[:, 0].float(), atol=1e-3)  # it was rotated
+
+
+@pytest.mark.parametrize("fn", [naive.ring_write, triton_write.ring_write])
+def test_ring_write_refuses_tables_of_the_wrong_shape(fn):
+    from clsa.model.layers import rotary_tables
+    ring = rings(2, 5, 2, 8)
+    k, v = new_token(2, 2, 8)
+    rope = rotary_tables(torch.tensor([[3], [3]]), 16, 10000.0)  # for a 16-dim head
+    with pytest.raises(ValueError, match=r"rope tables must be \(cos, sin\) of shape \[B, 1, D/2\]"):
+        fn(*ring, k, v, torch.full((2, 1), 3), rope)
+
+
 def test_ring_write_successive_steps_fill_the_window():
     B, W, Hkv, D = 2, 5, 2, 8
     ring = rings(B, W, Hkv, D)
@@ -125,3 +155,20 @@ def test_gpu_ring_write_bf16_replays_in_cuda_graph(in_dtype):
         naive.ring_write(*ref, k, v, q_pos)
         torch.cuda.synchronize()
         assert all(torch.equal(out, want) for out, want in zip(ring, ref)), f"slot {slot}"
+
+
+@pytest.mark.gpu
+def test_gpu_ring_write_with_rope_bf16():
+    from clsa.model.layers import rotary_tables
+    B, W, Hkv, D = 4, 1024, 8, 128
+    ring = rings(B, W, Hkv, D, torch.bfloat16, "cuda")
+    ref = [t.clone() for t in ring]
+    k, v = new_token(B, Hkv, D, torch.bfloat16, "cuda", Hq=24)
+    q_pos = torch.full((B, 1), 130000, device="cuda")
+    rope = rotary_tables(torch.tensor([[130000], [129000], [7], [65536]], device="cuda"), D, 500000.0)
+    triton_write.ring_write(*ring, k, v, q_pos, rope)
+    naive.ring_write(*ref, k, v, q_pos, rope)
+    r = 130000 % W
+    # one bf16 rounding of the same fp32 value, where an FMA may land one ulp (2^-8) apart
+    assert torch.allclose(ring[0][:, r].float(), ref[0][:, r].float(), rtol=8e-3, atol=8e-3)
+    assert torch.equal(ring[1], ref[1]) and torch.equal(ring[2], ref[2])

@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from clsa.ops.rotary.naive import rotary
+
 
 def visible_mask(q_pos, k_pos, kv_start, window: int | None):
     """[B, Tq, S] bool: which keys each query may attend to (see module docstring)."""
@@ -37,16 +39,22 @@ def visible_mask(q_pos, k_pos, kv_start, window: int | None):
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 256, ring: int | None = None):
+              scale: float | None = None, query_chunk: int = 256, ring: int | None = None,
+              rope=None):
     """Attention of ``q`` over the visible keys; computed in query chunks of ``query_chunk``.
 
     ``ring`` is a layout hint fast paths may use (stock.py): the caller guarantees that key rows
     [0, ring) hold older slots in any order and rows [ring, ring + Tq) the queries' own slots,
     the queries at contiguous positions. The result never depends on it.
 
+    ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: rotate q by them first (``rotary.naive.rotary``), so
+    callers hand over the unrotated query and kernels may fuse the rotation into their load.
+
     Memory is O(B * Hq * query_chunk * S) at a time, never O(Tq * S) for the whole sequence.
     Differentiable (used by training on CPU).
     """
+    if rope is not None:
+        q = rotary(q, *rope)
     B, Tq, Hq, D = q.shape
     Hkv, S = k.shape[2], k.shape[1]
     scale = 1.0 / math.sqrt(D) if scale is None else scale

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from clsa.ops.attention.naive import visible_mask
+from clsa.ops.rotary.naive import rotary
 
 # Sliding-window prefill in the ring layout: "auto" runs FlexAttention on CUDA (flex_window.py)
 # and masked SDPA elsewhere; "on" / "off" force either (tests; CLSA_FLEX_PREFILL=0 at run time).
@@ -52,7 +53,10 @@ def ring_prefix(q_pos, k_pos, window) -> int | None:
 
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 1024, ring: int | None = None):
+              scale: float | None = None, query_chunk: int = 1024, ring: int | None = None,
+              rope=None):
+    if rope is not None:
+        q = rotary(q, *rope)
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
     if k_pos is None:
         return F.scaled_dot_product_attention(qt, kt, vt, scale=scale, enable_gqa=True).transpose(1, 2)

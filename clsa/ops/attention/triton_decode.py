@@ -102,6 +102,20 @@ def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m
 
 
 @triton.jit
+def _rotate_rows(b_x, p_partner, p_cos, p_sin, o_d, m_x, D: tl.constexpr):
+    """Rotary (NeoX half-split) of the rows b_x [BM, BD] as they are loaded, in fp32, cast back to
+    b_x's dtype (``ops.rotary``'s rounding): x_i cos_i - x_{i+D/2} sin_i in the first half,
+    x_i cos_{i-D/2} + x_{i-D/2} sin_{i-D/2} in the second. p_partner points at each element's
+    partner (i +- D/2); p_cos / p_sin [BM, 1] at each row's fp32 table of D/2 entries."""
+    o_f = tl.where(o_d < D // 2, o_d, o_d - D // 2)[None, :]  # [1, BD] table column
+    b_c = tl.load(p_cos + o_f, mask=m_x, other=0.)  # [BM, BD]
+    b_s = tl.load(p_sin + o_f, mask=m_x, other=0.)
+    b_p = tl.load(p_partner, mask=m_x, other=0.).to(tl.float32)
+    b_p = tl.where((o_d < D // 2)[None, :], -b_p, b_p)
+    return (b_x.to(tl.float32) * b_c + b_p * b_s).to(b_x.dtype)
+
+
+@triton.jit
 def _out_offsets(o_r, G: tl.constexpr, HQ: tl.constexpr, D: tl.constexpr):
     """Element offsets of group rows o_r (r = t * G + g: query t, head g of the group) from the
     group's first output row, in a contiguous [.., Tq, Hq, D] output."""
@@ -187,8 +201,8 @@ def _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i
 
 @triton.jit
 def _attn_split_kernel(
-    q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters,
-    s_qb, s_qt, s_qh, s_qd,
+    q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters, cos, sin,
+    s_qb, s_qt, s_qh, s_qd, s_cb, s_ct,
     s_kb, s_ks, s_kh, s_kd,
     s_vb, s_vs, s_vh, s_vd,
     s_qpb, s_qpt, s_kpb, s_kps,
@@ -197,7 +211,7 @@ def _attn_split_kernel(
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
     BN: tl.constexpr, RB: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
-    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, PDL: tl.constexpr,
+    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, ROPE: tl.constexpr, PDL: tl.constexpr,
 ):
     pdl_enter(PDL)  # q (and, for the ring, this step's K/V row) come from the launches before
     i_s, i_bh = tl.program_id(0), tl.program_id(1)
@@ -214,6 +228,10 @@ def _attn_split_kernel(
 
     p_q = q + i_b64 * s_qb + o_t[:, None] * s_qt + o_hq[:, None] * s_qh + o_d[None, :] * s_qd
     b_q = tl.load(p_q, mask=m_m[:, None] & m_d[None, :], other=0.)  # [BM, BD]
+    if ROPE:
+        b_q = _rotate_rows(b_q, p_q + (tl.where(o_d < D // 2, D // 2, -(D // 2)) * s_qd)[None, :],
+                           cos + i_b64 * s_cb + o_t[:, None] * s_ct, sin + i_b64 * s_cb
+                           + o_t[:, None] * s_ct, o_d, m_m[:, None] & m_d[None, :], D)
     # padded rows get q_pos = -1: no key is visible to them
     b_qp = tl.load(q_pos + i_b64 * s_qpb + o_t * s_qpt, mask=m_m, other=-1).to(tl.int32)  # [BM]
     b_ks = tl.load(kv_start + i_b).to(tl.int32)
@@ -474,9 +492,10 @@ def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring=
 def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                      scale: float | None = None, block_s: int | None = None,
                      chunk: int | None = None, skip_empty: bool = True,
-                     num_warps: int | None = None, num_stages: int = 2):
+                     num_warps: int | None = None, num_stages: int = 2, rope=None):
     """The kernel launcher (no fallback). ``chunk`` (a multiple of ``block_s``) overrides the split
-    plan; tests use it to force several blocks per split."""
+    plan; tests use it to force several blocks per split. ``rope`` = (cos, sin) [B, Tq, D/2]:
+    rotate q as it is loaded (see ``attention``)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -488,6 +507,7 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     if (tuple(q_pos.shape) != (B, Tq) or tuple(kv_start.shape) != (B,)
             or (k_pos is not None and tuple(k_pos.shape) != (B, S))):
         raise ValueError("q_pos [B, Tq], k_pos [B, S] (or None), kv_start [B] expected")
+    cos, sin = _tables(rope, q)
     G = Hq // Hkv
     M = Tq * G
     if M > MAX_ROWS:
@@ -514,28 +534,47 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     if not has_kpos:  # every row visible: the kernel never reads k_pos, q_pos or the window
         k_pos, window = q_pos, None
     _attn_split_kernel[(NS, B * Hkv)](
-        q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters,
-        *q.stride(), *k.stride(), *v.stride(), *q_pos.stride(),
+        q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters, cos, sin,
+        *q.stride(), *cos.stride()[:2], *k.stride(), *v.stride(), *q_pos.stride(),
         *(k_pos.stride() if has_kpos else (0, 0)),
         S, 0 if window is None else int(window), scale * LOG2E,
         HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
         BM=BM, BD=max(16, triton.next_power_of_2(D)), **merge_tiles(M, NS, D, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
-        DOT_PRECISION=dot_precision(q.dtype), PDL=use_pdl(), num_warps=num_warps,
+        DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PDL=use_pdl(),
+        num_warps=num_warps,
         num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out
 
 
+def _tables(rope, q):
+    """(cos, sin) of ``rope`` as fp32 [B, Tq, D/2] tensors the kernel can index (checked); without
+    rope, q stands in for the two pointers, which the kernel then never reads."""
+    if rope is None:
+        return q, q
+    cos, sin = rope
+    B, Tq, _, D = q.shape
+    want = (B, Tq, D // 2)
+    if D % 2 or tuple(cos.shape) != want or tuple(sin.shape) != want:
+        raise ValueError(f"rope tables must be (cos, sin) of shape [B, Tq, D/2] = {list(want)} for "
+                         f"an even head dim, got {tuple(cos.shape)} and {tuple(sin.shape)}")
+    cos = cos.float().contiguous()
+    return cos, sin.float().contiguous()
+
+
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
-              scale: float | None = None, query_chunk: int = 256, ring: int | None = None):
+              scale: float | None = None, query_chunk: int = 256, ring: int | None = None,
+              rope=None):
     """Masked GQA attention; same arguments, shapes and result as ``naive.attention``.
 
     q [B, Tq, Hq, D]; k, v [B, S, Hkv, D]; q_pos [B, Tq]; k_pos [B, S] (-1 empty); kv_start [B].
     A key is visible iff kv_start <= k_pos <= q_pos, k_pos >= 0 and (with a window W)
     k_pos > q_pos - W; a query with no visible key returns zeros. ``k_pos=None`` means every key
     row is visible to every query (q_pos, kv_start and window are then not read).
+    ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: q is first rotated by them (``ops.rotary``, NeoX
+    layout); the kernel does it as it loads q, which saves a launch per layer at decode.
 
     Runs the split-K decode kernel when Tq * Hq / Hkv <= 64, no gradient is needed and the
     tensors are on CUDA (or the Triton interpreter is on). Inputs fp32/bf16/fp16, fp32
@@ -547,5 +586,8 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     if (q.shape[1] * G > MAX_ROWS or needs_grad(q, k, v)
             or not kernel_ok(q, k, v, q_pos, k_pos, kv_start)):
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        if rope is not None:
+            from clsa.ops.rotary.triton_rotary import rotary  # deferred: it imports this module
+            q = rotary(q, *rope)
         return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring)
-    return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale)
+    return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale, rope=rope)
