@@ -4,6 +4,7 @@
     python -m clsa.ops.linear.bench             # yoco-3b decode shapes, M = 1, 4, 8
     python -m clsa.ops.linear.bench --sweep     # + every tiling of the sweep per shape
     python -m clsa.ops.linear.bench --wide BEST.json   # WIDE tilings, own prologues; winners
+    python -m clsa.ops.linear.bench --wide BEST.json --batches 1,8   # ... at these row counts
 
 Every figure is a median of ``triton.testing.do_bench_cudagraph`` over a graph that runs the call
 once per weight of a pool larger than the L2 cache (so the weights stream from HBM, as in a decode
@@ -93,17 +94,22 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
 # tiles needs no four-deep pipeline, and the shared memory of unused stages halves how many
 # programs fit on an SM), wider tiles that put a program's whole slab in one or two loads, and
 # more splits. (BN, BK, warps, SPLIT, stages) per K; the first of each list is session 5's
-# tiling. Session 6 (H100): its winners are ``gemv_config``'s choice now.
+# tiling. Session 6 (H100): its winners are ``gemv_config``'s rule now. The last entries of each
+# list (session 7) keep more weight bytes in flight per SM - deeper pipelines, fewer and longer
+# programs - for HBM faster than the H100's (the H200's 4.8 TB/s at the same 132 SMs).
 _STAGES = (4, 3, 2)
 WIDE = {
     3072: [(64, 256, 4, 8, st) for st in _STAGES] + [(64, 256, 4, 12, st) for st in (3, 2)]
     + [(64, 512, 8, 6, 2), (128, 256, 8, 6, 2), (128, 128, 8, 8, 3), (64, 128, 4, 12, 3)],
     8192: [(128, 128, 8, 5, st) for st in _STAGES] + [(128, 128, 8, 11, st) for st in (3, 2)]
     + [(64, 256, 4, 8, 3), (64, 256, 4, 11, 3), (64, 256, 4, 11, 2), (64, 512, 8, 16, 2),
-       (128, 256, 8, 8, 2)],
+       (128, 256, 8, 8, 2)]
+    + [(128, 128, 8, 11, 4), (128, 128, 8, 16, 3), (64, 256, 4, 11, 4)],
 }
+WIDE[3072] += [(64, 256, 4, 10, 2), (64, 256, 4, 6, 3), (64, 256, 4, 4, 4), (64, 256, 8, 12, 2)]
 WIDE_UP = [(128, 128, 8, 1, st) for st in _STAGES] + [(64, 256, 4, 1, 3), (64, 256, 4, 2, 3),
-                                                      (128, 128, 8, 2, 3), (128, 256, 8, 1, 2)]
+                                                      (128, 128, 8, 2, 3), (128, 256, 8, 1, 2),
+                                                      (64, 256, 4, 1, 4), (64, 256, 4, 2, 4)]
 # which prologue each decode projection runs
 PROLOGUE = {"qkv": "norm", "q": "norm", "o": "none", "gate_up": "norm", "down": "silu"}
 
@@ -160,8 +166,12 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
 
 def main(argv=None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
-    if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json
-        recs, best = sweep_wide()
+    if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json [--batches 1,8]
+        batches = (1, 4)
+        if "--batches" in argv:
+            batches = tuple(int(b) for b in argv.pop(argv.index("--batches") + 1).split(","))
+            argv.remove("--batches")
+        recs, best = sweep_wide(batches)
         path = argv[argv.index("--wide") + 1] if len(argv) > argv.index("--wide") + 1 else None
         print(json.dumps({"best": best}), flush=True)
         if path:
