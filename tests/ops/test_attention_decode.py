@@ -124,6 +124,27 @@ def test_single_split_writes_out_directly(monkeypatch):
         assert (out[0, 2] == 0).all()
 
 
+@pytest.mark.parametrize("span, B, want", [
+    # the 2048-slot compact buffer (32 blocks of 64) and the 1024-slot ring, 8 KV heads, 132 SMs
+    (2048, 1, 16), (2048, 2, 16), (2048, 4, 8), (2048, 8, 8), (2048, 16, 4), (2048, 118, 1),
+    (1024, 1, 16), (1024, 4, 8), (1024, 8, 8),
+])
+def test_short_span_split_plan(monkeypatch, span, B, want):
+    # short spans: up to 16 splits within two programs per SM, up to 8 within four (the H100 and
+    # H200 probes' best at B = 1, 4 and 8); every slot lands in exactly one split
+    monkeypatch.setattr(td, "_num_sms", lambda device: 132)
+    chunk, ns = td.split_plan(8 * B, span, 64, torch.device("cpu"))
+    assert ns == want and chunk % 64 == 0 and (ns - 1) * chunk < span <= ns * chunk
+
+
+def test_long_span_split_plan_fills_the_gpu(monkeypatch):
+    # a 128K dense cache: about four programs per SM, at most MAX_SPLITS per group
+    monkeypatch.setattr(td, "_num_sms", lambda device: 132)
+    for B in (1, 4, 8):
+        chunk, ns = td.split_plan(8 * B, 131072, 64, torch.device("cpu"))
+        assert ns == min(td.MAX_SPLITS, -(-4 * 132 // (8 * B))) and (ns - 1) * chunk < 131072 <= ns * chunk
+
+
 def test_counters_reset_between_launches():
     """Two launches on the same counters: a counter left non-zero would make the second launch's
     last ticket NS - 1 + leftover, nobody would merge and out would keep torch.empty's NaN."""

@@ -307,6 +307,8 @@ def _num_sms(device: torch.device) -> int:
 # their splits are capped at SHORT_SPLITS and at about two programs per SM.
 SHORT_BLOCKS = 64
 SHORT_SPLITS = 16
+# ... and up to SHORT_SPLITS_BUSY splits while the grid stays within four programs per SM
+SHORT_SPLITS_BUSY = 8
 
 
 def split_plan(n_groups: int, S: int, block: int, device: torch.device,
@@ -316,18 +318,22 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
     Long spans aim at ~4 programs/SM, so that enough K/V loads are in flight to stream the cache
     at the copy bandwidth. Short spans (at most SHORT_BLOCKS blocks: 2048 top-k slots, a 1024-slot
     window) take the largest power-of-2 split count up to SHORT_SPLITS that keeps the grid within
-    two programs per SM: there a program's fixed cost (query load, partial write, ticket, the last
-    program's merge of NS partials) outweighs its few K/V blocks. On the H100 this plan took a
-    stack of 13 launches over the 2048-slot compact buffer from 150 to 112 us at B = 1 and from
-    195 to 179 us at B = 4, and 13 window-ring launches from 178 to 153 us at B = 4
-    (``benchmarks/results/2026-11-25-h100/session6/splits/``).
+    two programs per SM, or up to SHORT_SPLITS_BUSY within four per SM: there a program's fixed
+    cost (query load, partial write, ticket, the last program's merge of NS partials) outweighs
+    its few K/V blocks. On the H100 this plan took a stack of 13 launches over the 2048-slot
+    compact buffer from 150 to 112 us at B = 1 and from 195 to 179 us at B = 4, and 13 window-ring
+    launches from 178 to 153 us at B = 4 (``benchmarks/results/2026-11-25-h100/session6/splits/``).
+    The four-per-SM clause is from the H200 at B = 8 (8 splits instead of 4): compact 346 -> 302
+    us, ring 209 -> 184 us; at B = 4, 16 splits lost to 8 (177 vs 168 us, 161 vs 139 us)
+    (``benchmarks/results/2026-12-03-h200/splits/``).
     Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
     """
     n_blocks = triton.cdiv(S, block)
     if n_blocks <= SHORT_BLOCKS:
-        want = 1
-        while (want * 2 <= min(SHORT_SPLITS, max_splits, n_blocks)
-               and want * 2 * n_groups <= 2 * _num_sms(device)):
+        sms, want = _num_sms(device), 1
+        while want * 2 <= min(SHORT_SPLITS, max_splits, n_blocks) and (
+                want * 2 * n_groups <= 2 * sms
+                or (want * 2 <= SHORT_SPLITS_BUSY and want * 2 * n_groups <= 4 * sms)):
             want *= 2
     else:
         want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
