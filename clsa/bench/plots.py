@@ -26,7 +26,9 @@ def decode_plot(res: dict, path: str) -> None:
         floor = sorted((r["N"], r["floor_ms"]) for r in rows
                        if r["row"] == "clsa/triton" and r["B"] == B and "floor_ms" in r)
         if floor:
-            ax.plot(*zip(*floor), "k--", linewidth=1, label="clsa byte floor")
+            # a marker too: a run at one context has no line to draw
+            ax.plot(*zip(*floor), "k--", marker="_", markersize=14, linewidth=1,
+                    label="clsa byte floor")
         ax.set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="decode step (ms)",
                title=f"batch {B}")
         ax.grid(True, which="both", alpha=0.3)

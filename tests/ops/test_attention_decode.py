@@ -126,7 +126,8 @@ def test_single_split_writes_out_directly(monkeypatch):
 
 @pytest.mark.parametrize("span, B, want", [
     # the 2048-slot compact buffer (32 blocks of 64) and the 1024-slot ring, 8 KV heads, 132 SMs
-    (2048, 1, 16), (2048, 2, 16), (2048, 4, 8), (2048, 8, 8), (2048, 16, 4), (2048, 118, 1),
+    (2048, 1, 16), (2048, 2, 16), (2048, 4, 8), (2048, 8, 8), (2048, 16, 4), (2048, 33, 2),
+    (2048, 34, 1), (2048, 118, 1),
     (1024, 1, 16), (1024, 4, 8), (1024, 8, 8),
 ])
 def test_short_span_split_plan(monkeypatch, span, B, want):
