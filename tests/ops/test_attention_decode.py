@@ -143,7 +143,8 @@ def test_long_span_split_plan_fills_the_gpu(monkeypatch):
     monkeypatch.setattr(td, "_num_sms", lambda device: 132)
     for B in (1, 4, 8):
         chunk, ns = td.split_plan(8 * B, 131072, 64, torch.device("cpu"))
-        assert ns == min(td.MAX_SPLITS, -(-4 * 132 // (8 * B))) and (ns - 1) * chunk < 131072 <= ns * chunk
+        assert ns == min(td.MAX_SPLITS, -(-4 * 132 // (8 * B)))
+        assert (ns - 1) * chunk < 131072 <= ns * chunk
 
 
 def test_counters_reset_between_launches():

@@ -304,10 +304,10 @@ def _num_sms(device: torch.device) -> int:
 
 
 # Spans of at most this many blocks (the top-k compact buffer, a sliding-window ring) are "short":
-# their splits are capped at SHORT_SPLITS and at about two programs per SM.
+# up to SHORT_SPLITS splits while the grid stays within two programs per SM, up to
+# SHORT_SPLITS_BUSY while it stays within four.
 SHORT_BLOCKS = 64
 SHORT_SPLITS = 16
-# ... and up to SHORT_SPLITS_BUSY splits while the grid stays within four programs per SM
 SHORT_SPLITS_BUSY = 8
 
 
@@ -328,15 +328,15 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
     (``benchmarks/results/2026-12-03-h200/splits/``).
     Depends on shapes and the SM count only (CUDA-graph safe); chunk is a multiple of ``block``.
     """
-    n_blocks = triton.cdiv(S, block)
+    n_blocks, sms = triton.cdiv(S, block), _num_sms(device)
     if n_blocks <= SHORT_BLOCKS:
-        sms, want = _num_sms(device), 1
+        want = 1
         while want * 2 <= min(SHORT_SPLITS, max_splits, n_blocks) and (
                 want * 2 * n_groups <= 2 * sms
                 or (want * 2 <= SHORT_SPLITS_BUSY and want * 2 * n_groups <= 4 * sms)):
             want *= 2
     else:
-        want = max(1, min(max_splits, triton.cdiv(4 * _num_sms(device), n_groups), n_blocks))
+        want = max(1, min(max_splits, triton.cdiv(4 * sms, n_groups), n_blocks))
     chunk = triton.cdiv(n_blocks, want) * block
     return chunk, triton.cdiv(S, chunk)
 

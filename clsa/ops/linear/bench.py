@@ -100,13 +100,13 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
 _STAGES = (4, 3, 2)
 WIDE = {
     3072: [(64, 256, 4, 8, st) for st in _STAGES] + [(64, 256, 4, 12, st) for st in (3, 2)]
-    + [(64, 512, 8, 6, 2), (128, 256, 8, 6, 2), (128, 128, 8, 8, 3), (64, 128, 4, 12, 3)],
+    + [(64, 512, 8, 6, 2), (128, 256, 8, 6, 2), (128, 128, 8, 8, 3), (64, 128, 4, 12, 3)]
+    + [(64, 256, 4, 10, 2), (64, 256, 4, 6, 3), (64, 256, 4, 4, 4), (64, 256, 8, 12, 2)],
     8192: [(128, 128, 8, 5, st) for st in _STAGES] + [(128, 128, 8, 11, st) for st in (3, 2)]
     + [(64, 256, 4, 8, 3), (64, 256, 4, 11, 3), (64, 256, 4, 11, 2), (64, 512, 8, 16, 2),
        (128, 256, 8, 8, 2)]
     + [(128, 128, 8, 11, 4), (128, 128, 8, 16, 3), (64, 256, 4, 11, 4)],
 }
-WIDE[3072] += [(64, 256, 4, 10, 2), (64, 256, 4, 6, 3), (64, 256, 4, 4, 4), (64, 256, 8, 12, 2)]
 WIDE_UP = [(128, 128, 8, 1, st) for st in _STAGES] + [(64, 256, 4, 1, 3), (64, 256, 4, 2, 3),
                                                       (128, 128, 8, 2, 3), (128, 256, 8, 1, 2),
                                                       (64, 256, 4, 1, 4), (64, 256, 4, 2, 4)]
@@ -169,8 +169,9 @@ def main(argv=None) -> list[dict]:
     if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json [--batches 1,8]
         batches = (1, 4)
         if "--batches" in argv:
-            batches = tuple(int(b) for b in argv.pop(argv.index("--batches") + 1).split(","))
-            argv.remove("--batches")
+            i = argv.index("--batches")
+            batches = tuple(int(b) for b in argv[i + 1].split(","))
+            argv = argv[:i] + argv[i + 2:]
         recs, best = sweep_wide(batches)
         path = argv[argv.index("--wide") + 1] if len(argv) > argv.index("--wide") + 1 else None
         print(json.dumps({"best": best}), flush=True)
