@@ -9,7 +9,7 @@ import torch
 import clsa.ops
 from clsa.ops.indexer_topk import naive, stock
 from clsa.ops.indexer_topk import triton_topk as tt
-from clsa.ops.indexer_topk.quant import dequantize_keys, quantize_keys
+from clsa.ops.indexer_topk.quant import dequantize_keys, join_query, quantize_keys, split_query
 from clsa.testing import assert_close
 from tests.ops.topk_helpers import (SCORE_CASES, TOPK_CASES, check_selection, check_selection_gpu,
                                     gpu_case, inputs, sorted_rows, visible, workspace_left_clean)
@@ -48,6 +48,39 @@ def test_quantize_round_trip_error_bound(dtype):
     # k_q * scale: each at most 127 * 2^-24 (8e-6) of the scale
     assert (err <= k_scale[..., None] * (0.5 + 2e-5)).all(), (err / k_scale[..., None]).max()
     assert torch.equal(deq[0, 7], torch.zeros(24))
+
+
+def test_split_query_error_bound():
+    q = torch.randn(3, 5, 2, 40) * torch.randn(3, 5, 2, 1).exp() * 10
+    q[0, 0, 1] = 0  # an all-zero head: s1 = 1, both parts zero
+    q[1, 2, 0, 7] = -3e4  # one entry alone sets s1
+    hi, lo, s1 = split_query(q)
+    assert hi.dtype == lo.dtype == torch.int8 and s1.shape == q.shape[:-1]
+    assert (hi[q.abs().amax(-1) > 0].abs().amax(-1) == 127).all()  # hi spans the int8 range
+    assert s1[0, 0, 1] == 1 and (hi[0, 0, 1] == 0).all() and (lo[0, 0, 1] == 0).all()
+    err = (q - join_query(hi, lo, s1)).abs()
+    # s1 / 508 from the two roundings, plus fp32 rounding of q / s1 (127 * 2^-24 of s1)
+    assert (err <= s1[..., None] * (1 / 508 + 1e-5)).all(), (err / s1[..., None]).max()
+    assert (err <= q.abs().amax(-1, keepdim=True) / 64516 * 1.01).all()
+
+
+@pytest.mark.parametrize("B,Tq,S,Hi,Di,top_k,scoring,with_w", TOPK_CASES)
+def test_topk_int8_keys_16bit_query_takes_int8_dots(B, Tq, S, Hi, Di, top_k, scoring, with_w):
+    # a bf16 query with 8-bit keys goes to the int8 tensor cores as two int8 parts: the selection
+    # is exactly the reference's for the effective query s1 * (hi + lo / 254)
+    q, k, ks, w, q_pos, kv_start = inputs8(B, Tq, S, Hi, Di, with_w)
+    q = q.bfloat16()
+    assert tt._prepare(q, k, w, q_pos, kv_start, scoring, None, ks)[-1]["I8DOT"]
+    q_eff = join_query(*split_query(q))
+    ref = naive.indexer_topk(q_eff, k, w, q_pos, kv_start, top_k, scoring, k_scale=ks)
+    idx = tt.indexer_topk(q, k, w, q_pos, kv_start, top_k, scoring, k_scale=ks)
+    assert torch.equal(sorted_rows(idx, S), ref)
+    out = tt.indexer_scores(q, k, w, q_pos, kv_start, scoring, k_scale=ks)
+    want = naive.indexer_scores(q_eff, k, w, q_pos, kv_start, scoring, k_scale=ks)
+    assert torch.equal(torch.isneginf(out), torch.isneginf(want))
+    fin = torch.isfinite(want)
+    assert_close(out[fin], want[fin], fp32_tol=2e-6)  # exact int32 dots: fp32 rounding only
+    check_selection(idx, want, visible(q_pos, kv_start, S), top_k)
 
 
 @pytest.mark.parametrize("S,Hi,Tq,scoring,with_w", SCORE_CASES)

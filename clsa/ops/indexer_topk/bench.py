@@ -277,13 +277,14 @@ def compile_report(target_arch: int = 90) -> list[dict]:
                 for c in tilings:
                     build(triton_topk._score_hist_kernel, dict(types, out="*i32"),
                           dict(meta, Tq=1, BS=c["block_s"], CHUNK=c["chunk"],
-                               HB=min(c["chunk"], 1024), WS=triton_topk._WS),
+                               HB=min(c["chunk"], 1024), WS=triton_topk._WS, PDL=True),
                           dict(num_warps=c["num_warps"], num_stages=c["num_stages"]), tag)
     for block in (512, 1024, 2048):
-        build(triton_topk._bin_kernel, ints, dict(Tq=1, BLOCK=block, WS=triton_topk._WS),
+        build(triton_topk._bin_kernel, ints, dict(Tq=1, BLOCK=block, WS=triton_topk._WS, PDL=True),
               dict(num_warps=4), {})
         build(triton_topk._gather_kernel, ints,
-              dict(Tq=1, BLOCK=block, FB=min(block, 1024), WS=triton_topk._WS), dict(num_warps=8),
+              dict(Tq=1, BLOCK=block, FB=min(block, 1024), WS=triton_topk._WS, PDL=True),
+              dict(num_warps=8),
               {})
     return rows
 

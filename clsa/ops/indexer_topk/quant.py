@@ -6,7 +6,9 @@ Shape legend
     k_scale  [...] fp32        max |k| / 127 over the slot's Di entries; 1 for an all-zero slot
 
 The effective key of a slot is ``k_q.float() * k_scale``; every element is within k_scale / 2 of
-the original (rounding to the nearest step). The math is in README.md.
+the original (rounding to the nearest step). A 16-bit query meets 8-bit keys on the int8 tensor
+cores as two int8 parts (``split_query``: q ~= s1 * (hi + lo / 254), within s1 / 508). The math
+is in README.md.
 """
 
 from __future__ import annotations
@@ -28,3 +30,22 @@ def dequantize_keys(k_q: torch.Tensor, k_scale: torch.Tensor,
                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The effective keys k_q * k_scale [..., Di], computed in fp32 and returned in ``dtype``."""
     return (k_q.float() * k_scale.float()[..., None]).to(dtype)
+
+
+def split_query(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The query's two int8 parts, as the kernel takes them for 8-bit keys with a 16-bit query:
+    (hi, lo int8 [..., Di], s1 fp32 [...]) with q ~= s1 * (hi + lo / 254), s1 = max |q| / 127
+    (1 for an all-zero vector), so every entry is within s1 / 508 of the original. Rounding is
+    floor(x + 0.5), as in the kernel."""
+    qf = q.float()
+    amax = qf.abs().amax(-1)
+    s1 = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    x = qf / s1[..., None]
+    hi = torch.floor(x + 0.5).clamp_(-127, 127)
+    lo = torch.floor((x - hi) * 254.0 + 0.5).clamp_(-127, 127)
+    return hi.to(torch.int8), lo.to(torch.int8), s1
+
+
+def join_query(hi: torch.Tensor, lo: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    """The effective query s1 * (hi + lo / 254) [..., Di] fp32 of ``split_query``'s parts."""
+    return s1[..., None] * (hi.float() + lo.float() / 254.0)

@@ -110,12 +110,18 @@ def _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d):
 
 
 @triton.jit
-def _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU: tl.constexpr, IEEE: tl.constexpr,
-                 HAS_KS: tl.constexpr):
-    """Scores of BS slots: sum_h w_h * f(q_h . k), the scale folded into w. 8-bit keys: the int8
-    tile converts exactly to the query dtype, and the slots' k_scale (> 0, so it commutes with the
-    relu) multiplies the [BS] result."""
-    if IEEE:
+def _tile_scores(b_k, b_q, b_ql, b_w, ks_row, o_s, m_s, RELU: tl.constexpr, IEEE: tl.constexpr,
+                 HAS_KS: tl.constexpr, I8DOT: tl.constexpr):
+    """Scores of BS slots: sum_h w_h * f(q_h . k), the scale folded into w. 8-bit keys with a
+    16-bit query (I8DOT): the int8 tile meets the query's two int8 parts (``_split_query``) on the
+    int8 tensor cores in exact int32 sums, q_h . k = s1_h * (hi_h . k + lo_h . k / 254), with s1_h
+    folded into w. 8-bit keys with an fp32 query: the tile converts exactly to fp32. Either way
+    the slots' k_scale (> 0, so it commutes with the relu) multiplies the [BS] result. ``b_ql``
+    is only read with I8DOT."""
+    if I8DOT:
+        b_dot = tl.dot(b_k, b_q, out_dtype=tl.int32).to(tl.float32)  # [BS, HP]
+        b_dot += tl.dot(b_k, b_ql, out_dtype=tl.int32).to(tl.float32) * (1. / 254.)
+    elif IEEE:
         b_dot = tl.dot(b_k.to(tl.float32), b_q, input_precision="tf32x3")  # [BS, HP]
     else:
         b_dot = tl.dot(b_k.to(b_q.dtype), b_q)  # [BS, HP] fp32 accumulate
@@ -128,9 +134,25 @@ def _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU: tl.constexpr, IEEE: tl.c
 
 
 @triton.jit
+def _split_query(b_q):
+    """A [DP, HP] query tile as two int8 parts per head: q ~= s1 * (hi + lo / 254) with
+    s1 = max |q_h| / 127 (1 for an all-zero head), so |q - that| <= s1 / 508. ``quant.split_query``
+    is the same in PyTorch. Returns hi, lo (int8 [DP, HP]) and s1 [HP]."""
+    b_f = b_q.to(tl.float32)
+    b_s1 = tl.div_rn(tl.max(tl.abs(b_f), 0), 127.)
+    b_s1 = tl.where(b_s1 > 0., b_s1, 1.)
+    b_x = tl.div_rn(b_f, b_s1[None, :])
+    b_hi = tl.minimum(tl.maximum(tl.floor(b_x + 0.5), -127.), 127.)
+    b_lo = tl.minimum(tl.maximum(tl.floor((b_x - b_hi) * 254. + 0.5), -127.), 127.)
+    return b_hi.to(tl.int8), b_lo.to(tl.int8), b_s1
+
+
+@triton.jit
 def _load_query(q, w, i_r, scale, o_d, m_d, HI: tl.constexpr, DI: tl.constexpr,
-                HP: tl.constexpr, HAS_W: tl.constexpr, IEEE: tl.constexpr):
-    """The row's queries as a [DP, HP] tile (padded heads are 0) and its weights * scale [HP]."""
+                HP: tl.constexpr, HAS_W: tl.constexpr, IEEE: tl.constexpr, I8DOT: tl.constexpr):
+    """The row's queries as a [DP, HP] tile (padded heads are 0), a second tile, and the weights
+    * scale [HP]. I8DOT: the two tiles are the query's int8 parts hi and lo, and the weights
+    carry s1 too (``_split_query``); otherwise the second tile is the first again (unused)."""
     o_h = tl.arange(0, HP)
     m_h = o_h < HI
     p_q = q + i_r.to(tl.int64) * (HI * DI) + o_h[None, :] * DI + o_d[:, None]
@@ -141,14 +163,20 @@ def _load_query(q, w, i_r, scale, o_d, m_d, HI: tl.constexpr, DI: tl.constexpr,
         b_w = tl.load(w + i_r.to(tl.int64) * HI + o_h, mask=m_h, other=0.).to(tl.float32)
     else:
         b_w = tl.where(m_h, 1., 0.)
-    return b_q, b_w * scale  # [DP, HP], [HP]
+    # one return: Triton compiles the untaken constexpr branch away, but not a second return
+    if I8DOT:
+        b_q, b_ql, b_s1 = _split_query(b_q)
+        b_w = b_w * b_s1
+    else:
+        b_ql = b_q
+    return b_q, b_ql, b_w * scale  # [DP, HP], [DP, HP], [HP]
 
 
 @triton.jit
 def _scores_kernel(q, k, ks, w, q_pos, kv_start, out, scale, stride_kb, stride_ks, stride_ksb, S,
                    Tq, HI: tl.constexpr, DI: tl.constexpr, HP: tl.constexpr, DP: tl.constexpr,
                    BS: tl.constexpr, RELU: tl.constexpr, IEEE: tl.constexpr,
-                   HAS_W: tl.constexpr, HAS_KS: tl.constexpr):
+                   HAS_W: tl.constexpr, HAS_KS: tl.constexpr, I8DOT: tl.constexpr):
     """Full score rows for ``indexer_scores``; grid (B * Tq, cdiv(S, BS))."""
     i_r, i_s = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
@@ -157,12 +185,13 @@ def _scores_kernel(q, k, ks, w, q_pos, kv_start, out, scale, stride_kb, stride_k
     if (i_s * BS < hi) & (i_s * BS + BS > lo):
         o_d = tl.arange(0, DP)
         m_d = o_d < DI
-        b_q, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE)
+        b_q, b_ql, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE,
+                                     I8DOT)
         m_s = (o_s >= lo) & (o_s < hi)
         k_row = k + (i_r // Tq).to(tl.int64) * stride_kb
         b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)
         ks_row = ks + (i_r // Tq).to(tl.int64) * stride_ksb
-        b_s = _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS)
+        b_s = _tile_scores(b_k, b_q, b_ql, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS, I8DOT)
         tl.store(p_out, tl.where(m_s, b_s, float("-inf")), mask=o_s < S)
     else:
         # no visible slot here: do not touch the keys (a CUDA graph may hold a large S)
@@ -175,7 +204,7 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
                        DP: tl.constexpr, BS: tl.constexpr, CHUNK: tl.constexpr,
                        HB: tl.constexpr, WS: tl.constexpr, RELU: tl.constexpr,
                        IEEE: tl.constexpr, HAS_W: tl.constexpr, HAS_KS: tl.constexpr,
-                       PDL: tl.constexpr):
+                       I8DOT: tl.constexpr, PDL: tl.constexpr):
     """Pass 1, grid (B * Tq, cdiv(S, CHUNK)): the chunk's live scores -> s, and the histogram of
     their key bits 31..24 added to the row's."""
     pdl_enter(PDL)  # the query and this step's key come from the launches before; pass 2 may
@@ -189,7 +218,7 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
         return
     o_d = tl.arange(0, DP)
     m_d = o_d < DI
-    b_q, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE)
+    b_q, b_ql, b_w = _load_query(q, w, i_r, scale, o_d, m_d, HI, DI, HP, HAS_W, IEEE, I8DOT)
     k_row = k + (i_r // Tq).to(tl.int64) * stride_kb
     ks_row = ks + (i_r // Tq).to(tl.int64) * stride_ksb
     s_row = s + i_r.to(tl.int64) * S
@@ -198,7 +227,8 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
         o_s = o_0 + i_t * BS + tl.arange(0, BS)
         m_s = (o_s >= lo) & (o_s < hi)
         b_k = _load_keys(k_row, o_s, m_s, stride_ks, o_d, m_d)  # [BS, DP]
-        b_s = _tile_scores(b_k, b_q, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS)  # [BS]
+        b_s = _tile_scores(b_k, b_q, b_ql, b_w, ks_row, o_s, m_s, RELU, IEEE, HAS_KS,
+                           I8DOT)  # [BS]
         tl.store(s_row + o_s, b_s, mask=m_s)
     # Histogram the scores as stored, re-read in a plain 1D layout: the counts then agree
     # bit-for-bit with what passes 2 and 3 read, and tl.histogram never sees the dot's layout.
@@ -221,11 +251,12 @@ def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
     the -1 padding. Other rows: threshold bin b1 of bits 31..24; slots above it go straight to the
     output, and the bits 23..16 of the slots inside it are histogrammed (unless b1 is taken whole).
     """
+    i_r, i_c = tl.program_id(0), tl.program_id(1)
+    # q_pos / kv_start were written before pass 1 began, so they are read before the wait
+    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     if PDL:
         tl.extra.cuda.gdc_wait()  # pass 1's scores and histogram
         tl.extra.cuda.gdc_launch_dependents()
-    i_r, i_c = tl.program_id(0), tl.program_id(1)
-    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     p_out = out + i_r.to(tl.int64) * TOPK
     o_s = i_c * BLOCK + tl.arange(0, BLOCK)
     m_s = (o_s >= lo) & (o_s < hi)
@@ -333,10 +364,10 @@ def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP
     b1 above it go to the output, slots inside it to the candidate list. Every program of the row
     then draws a ticket; the last one resolves the remaining 16 bits (``_resolve``) when bin b2 is
     not taken whole, and zeroes the row's workspace for the next call."""
+    i_r, i_c = tl.program_id(0), tl.program_id(1)
+    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)  # before the wait, as in pass 2
     if PDL:
         tl.extra.cuda.gdc_wait()  # pass 2's output positions and histogram
-    i_r, i_c = tl.program_id(0), tl.program_id(1)
-    lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)
     c_lo = lo // BLOCK
     c_hi = tl.cdiv(hi, BLOCK)
     if (hi - lo <= TOPK) | (i_c < c_lo) | (i_c >= c_hi):
@@ -414,9 +445,11 @@ def _prepare(q, k, w, q_pos, kv_start, scoring, scale, k_scale=None):
     ieee = not (q.dtype == k_dtype and q.dtype in (torch.bfloat16, torch.float16))
     q = (q.float() if ieee else q).contiguous()
     w = None if w is None else w.float().contiguous()
+    # int8 keys with a 16-bit query: int8 x int8 tensor-core dots (K a multiple of 32)
+    i8dot = k_scale is not None and not ieee
     meta = dict(HI=Hi, DI=Di, HP=max(16, triton.next_power_of_2(Hi)),
-                DP=max(16, triton.next_power_of_2(Di)), RELU=scoring == "relu", IEEE=ieee,
-                HAS_W=w is not None, HAS_KS=k_scale is not None)
+                DP=max(32 if i8dot else 16, triton.next_power_of_2(Di)), RELU=scoring == "relu",
+                IEEE=ieee, HAS_W=w is not None, HAS_KS=k_scale is not None, I8DOT=i8dot)
     scale = 1.0 / math.sqrt(Di) if scale is None else float(scale)
     return q, k, k_scale, w, q_pos.contiguous(), kv_start.contiguous(), scale, meta
 
@@ -443,7 +476,8 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
     """
     if num_sms is None:
         # the interpreter runs one program at a time: small tiles keep tests fast
-        return dict(block_s=32, chunk=128, block=256, num_warps=4, num_stages=1, cap=DEFAULT_CAP)
+        return dict(block_s=32, chunk=128, block=256, num_warps=4, num_stages=1, cap=DEFAULT_CAP,
+                    warps_bin=4, warps_gather=8)
     if meta["IEEE"] or meta["HP"] >= 64:
         block_s = 64
     else:
@@ -453,7 +487,8 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
         chunk //= 2
     # fp32 tiles are split into three tf32 parts: 8 warps keep that under 128 registers a thread
     return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024,
-                num_warps=8 if meta["IEEE"] else 4, num_stages=3, cap=DEFAULT_CAP)
+                num_warps=8 if meta["IEEE"] else 4, num_stages=3, cap=DEFAULT_CAP,
+                warps_bin=4, warps_gather=8)
 
 
 def _kernel_path(q, k, w, q_pos, kv_start, k_scale) -> bool:
@@ -502,12 +537,14 @@ def indexer_topk(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
 def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
                 scale: float | None = None, *, k_scale=None, block_s: int | None = None,
                 chunk: int | None = None, block: int | None = None, num_warps: int | None = None,
-                num_stages: int | None = None, cap: int | None = None):
+                num_stages: int | None = None, cap: int | None = None,
+                warps_bin: int | None = None, warps_gather: int | None = None):
     """The three launches of the top-k path. ``k_scale``: 8-bit keys, as in ``indexer_scores``.
     Every other keyword overrides one field of ``topk_config``: ``block_s`` (slots per key tile),
     ``chunk`` (slots per pass-1 program, a multiple of ``block_s``), ``num_warps`` /
-    ``num_stages`` (pass 1), ``block`` (slots per pass-2/3 program) and ``cap`` (candidates kept
-    per row; fewer forces the full-row path).
+    ``num_stages`` (pass 1), ``block`` (slots per pass-2/3 program), ``warps_bin`` /
+    ``warps_gather`` (passes 2 and 3) and ``cap`` (candidates kept per row; fewer forces the
+    full-row path).
     All sizes but ``cap`` are powers of 2. Tests use them to force many programs per row.
     """
     B, Tq = q.shape[:2]
@@ -522,7 +559,8 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
                                                               scale, k_scale)
     cfg = topk_config(meta, R, S, _num_sms(q.device) if q.is_cuda else None)
     for key, val in dict(block_s=block_s, chunk=chunk, block=block, num_warps=num_warps,
-                         num_stages=num_stages, cap=cap).items():
+                         num_stages=num_stages, cap=cap, warps_bin=warps_bin,
+                         warps_gather=warps_gather).items():
         if val is not None:
             cfg[key] = val
     bs, chunk, block = cfg["block_s"], cfg["chunk"], cfg["block"]
@@ -542,8 +580,8 @@ def topk_launch(q, k, w, q_pos, kv_start, top_k: int, scoring: str = "dot",
     grid = (R, triton.cdiv(S, block))
     # passes 2 and 3 are launched early (programmatic dependent launch) and wait on the device
     _bin_kernel[grid](s, q_pos, kv_start, ws, out, S, Tq, top_k, BLOCK=block, WS=_WS,
-                      PDL=use_pdl(), num_warps=4, launch_pdl=use_pdl())
+                      PDL=use_pdl(), num_warps=cfg["warps_bin"], launch_pdl=use_pdl())
     _gather_kernel[grid](s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, top_k, cfg["cap"],
-                         BLOCK=block, FB=min(block, 1024), WS=_WS, PDL=use_pdl(), num_warps=8,
-                         launch_pdl=use_pdl())
+                         BLOCK=block, FB=min(block, 1024), WS=_WS, PDL=use_pdl(),
+                         num_warps=cfg["warps_gather"], launch_pdl=use_pdl())
     return out
