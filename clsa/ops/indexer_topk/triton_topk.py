@@ -17,14 +17,16 @@ zeroes what it used, so no memset is launched); passes 2 and 3 are launched earl
 (programmatic dependent launch, sm_90) and wait on the device for the pass before:
     1. ``_score_hist_kernel``  streams its chunk's keys once (pipelined tiles), writes fp32 scores,
                                and adds its 256-bin histogram of key bits 31..24 to the row's
-    2. ``_bin_kernel``         finds the row's threshold bin b1; writes every slot above it, and
-                               histograms bits 23..16 of the slots inside it
-    3. ``_gather_kernel``      finds the threshold bin b2 inside b1; writes every slot above it,
-                               gathers the slots inside it as candidates; the row's last program
-                               resolves the remaining 16 bits over the candidates alone
+    2. ``_bin_kernel``         finds the row's threshold bin b1 and histograms bits 23..16 of
+                               the slots inside it (no output: no atomic to wait on)
+    3. ``_gather_kernel``      finds the threshold bin b2 inside b1; writes every slot above b2
+                               (above b1 too), gathers the slots inside b2 as candidates; the
+                               row's last program resolves the remaining 16 bits over the
+                               candidates alone
 A row with at most K visible slots skips 1 and 3 (2 writes its visible slots and the -1 padding).
-8-bit keys: int8 tiles are loaded (half the bytes), converted to the query dtype in registers
-(exact), fed to the same tl.dot, and the [BS] score tile is multiplied by the slots' k_scale.
+8-bit keys: int8 tiles are loaded (half the bytes); with a 16-bit query they meet the query's
+two int8 parts on the int8 tensor cores (``_split_query``), with an fp32 query they convert exactly
+to fp32; the [BS] score tile is multiplied by the slots' k_scale.
 Histograms are summed with one atomic per non-empty bin per program and output positions are
 claimed with one atomic per program: no per-element global atomics. No host sync; scratch comes
 from ``torch.empty`` per call and the workspace from a per-device buffer, so a CUDA graph can
@@ -248,8 +250,9 @@ def _score_hist_kernel(q, k, ks, w, q_pos, kv_start, s, ws, scale, stride_kb, st
 def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
                 WS: tl.constexpr, PDL: tl.constexpr):
     """Pass 2, grid (B * Tq, cdiv(S, BLOCK)). Rows with at most K visible slots: write them and
-    the -1 padding. Other rows: threshold bin b1 of bits 31..24; slots above it go straight to the
-    output, and the bits 23..16 of the slots inside it are histogrammed (unless b1 is taken whole).
+    the -1 padding. Other rows: threshold bin b1 of bits 31..24, and the histogram of bits 23..16
+    of the slots inside it (unless b1 is taken whole). Nothing is written to the output here: pass
+    3 writes every winner, so this pass claims no output positions and waits on no atomic.
     """
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     # q_pos / kv_start were written before pass 1 began, so they are read before the wait
@@ -273,16 +276,13 @@ def _bin_kernel(s, q_pos, kv_start, ws, out, S, Tq, TOPK, BLOCK: tl.constexpr,
     if (i_c * BLOCK >= hi) | (i_c * BLOCK + BLOCK <= lo):
         return
     p_ws = ws + i_r.to(tl.int64) * WS
-    b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
-    need1 = TOPK - n_gt1
+    # the scores are loaded before the histogram is read: the two loads overlap
     s_row = s + i_r.to(tl.int64) * S
     b_key = _sortable_key(tl.load(s_row + o_s, mask=m_s, other=0.))  # [BLOCK]
-    b_top = (b_key >> 24).to(tl.int32)
-    m_in = m_s & (b_top == b1)
-    # need1 == cnt1: the whole bin is selected and the row is done after this pass
-    m_win = (m_s & (b_top > b1)) | (m_in & (need1 == cnt1))
-    o_k = _claim(p_ws + _OFF_WIN, m_win)
-    tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
+    b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
+    need1 = TOPK - n_gt1
+    m_in = m_s & ((b_key >> 24).to(tl.int32) == b1)
+    # need1 == cnt1: the whole bin is selected, pass 3 writes it
     if (need1 < cnt1) & (tl.sum(m_in.to(tl.int32), 0) > 0):
         b_hist = tl.histogram(((b_key >> 16) & 0xFF).to(tl.int32), 256, mask=m_in)
         tl.atomic_add(p_ws + _OFF_H1 + tl.arange(0, 256), b_hist, mask=b_hist > 0,
@@ -360,45 +360,48 @@ def _resolve(s_row, c_s, c_i, p_out, lo, n, from_row, prefix2, need2, cnt2, FB: 
 @triton.jit
 def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP,
                    BLOCK: tl.constexpr, FB: tl.constexpr, WS: tl.constexpr, PDL: tl.constexpr):
-    """Pass 3, grid (B * Tq, cdiv(S, BLOCK)): threshold bin b2 of bits 23..16 inside b1; slots of
-    b1 above it go to the output, slots inside it to the candidate list. Every program of the row
-    then draws a ticket; the last one resolves the remaining 16 bits (``_resolve``) when bin b2 is
-    not taken whole, and zeroes the row's workspace for the next call."""
+    """Pass 3, grid (B * Tq, cdiv(S, BLOCK)): threshold bin b2 of bits 23..16 inside b1; every
+    winner of the block goes to the output (slots above b1, and inside b1 those above b2, or all
+    of b1 when pass 2 found it taken whole), the slots inside b2 to the candidate list. Every
+    program of the row then draws a ticket; the last one resolves the remaining 16 bits
+    (``_resolve``) when bin b2 is not taken whole, and zeroes the row's workspace for the next
+    call."""
     i_r, i_c = tl.program_id(0), tl.program_id(1)
     lo, hi = _visible_range(q_pos, kv_start, i_r, Tq, S)  # before the wait, as in pass 2
     if PDL:
-        tl.extra.cuda.gdc_wait()  # pass 2's output positions and histogram
+        tl.extra.cuda.gdc_wait()  # pass 2's histogram
     c_lo = lo // BLOCK
     c_hi = tl.cdiv(hi, BLOCK)
     if (hi - lo <= TOPK) | (i_c < c_lo) | (i_c >= c_hi):
         return  # the workspace of a short row is never touched
     p_ws = ws + i_r.to(tl.int64) * WS
+    s_row = s + i_r.to(tl.int64) * S
+    o_s = i_c * BLOCK + tl.arange(0, BLOCK)
+    m_s = (o_s >= lo) & (o_s < hi)
+    b_s = tl.load(s_row + o_s, mask=m_s, other=0.)  # [BLOCK], overlaps the histogram loads
     b1, n_gt1, cnt1 = _pick_bin(tl.load(p_ws + tl.arange(0, 256)), TOPK)
     need1 = TOPK - n_gt1
+    take1 = need1 == cnt1  # bin b1 whole: pass 2 histogrammed nothing, b2 is meaningless
+    split1 = need1 < cnt1
     b2, n_gt2, cnt2 = _pick_bin(tl.load(p_ws + _OFF_H1 + tl.arange(0, 256)), need1)
     need2 = need1 - n_gt2
     prefix2 = (b1.to(tl.uint32) << 8) | b2.to(tl.uint32)
     p_out = out + i_r.to(tl.int64) * TOPK
-    s_row = s + i_r.to(tl.int64) * S
-    resolve = (need1 < cnt1) & (need2 < cnt2)  # else pass 2 or this pass selects whole bins
+    resolve = split1 & (need2 < cnt2)  # else this pass selects whole bins
     from_row = cnt2 > CAP
-    if need1 < cnt1:  # need1 == cnt1: pass 2 took the whole bin b1
-        o_s = i_c * BLOCK + tl.arange(0, BLOCK)
-        m_s = (o_s >= lo) & (o_s < hi)
-        b_s = tl.load(s_row + o_s, mask=m_s, other=0.)  # [BLOCK]
-        b_key = _sortable_key(b_s)
-        b_hi = b_key >> 16
-        m_in = m_s & (b_hi == prefix2)
-        # slots above bin b2 inside bin b1 (those above b1 were written by pass 2)
-        m_win = m_s & ((b_key >> 24) == b1.to(tl.uint32)) & (b_hi > prefix2)
-        m_win = m_win | (m_in & (need2 == cnt2))
-        o_k = _claim(p_ws + _OFF_WIN, m_win)
-        tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
-        if resolve & (cnt2 <= CAP):
-            o_c = _claim(p_ws + _OFF_CAND, m_in)
-            p_c = i_r.to(tl.int64) * CAP + o_c
-            tl.store(cand_s + p_c, b_s, mask=m_in & (o_c < CAP))
-            tl.store(cand_i + p_c, o_s, mask=m_in & (o_c < CAP))
+    b_key = _sortable_key(b_s)
+    b_hi = b_key >> 16
+    in1 = m_s & ((b_key >> 24).to(tl.int32) == b1)
+    m_in = in1 & (b_hi == prefix2) & split1
+    m_win = (m_s & ((b_key >> 24).to(tl.int32) > b1)) | (in1 & (take1 | (b_hi > prefix2)))
+    m_win = m_win | (m_in & (need2 == cnt2))
+    o_k = _claim(p_ws + _OFF_WIN, m_win)
+    tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
+    if resolve & (cnt2 <= CAP):
+        o_c = _claim(p_ws + _OFF_CAND, m_in)
+        p_c = i_r.to(tl.int64) * CAP + o_c
+        tl.store(cand_s + p_c, b_s, mask=m_in & (o_c < CAP))
+        tl.store(cand_i + p_c, o_s, mask=m_in & (o_c < CAP))
     # last program of the row: every candidate of the row is written and every program is done
     # with the workspace (the barrier orders this program's stores before its release; the
     # acquire orders the others' before ours)
@@ -486,10 +489,12 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
     while chunk > 512 and R * triton.cdiv(S, chunk) < 2 * num_sms:
         chunk //= 2
     # fp32 tiles are split into three tf32 parts: 8 warps keep that under 128 registers a thread;
-    # int8 tiles take 8 warps too (H200: pass 1 at 128K, 10.8 -> 8.4 us at B=1, 49 -> 46 at B=8)
+    # int8 tiles take 8 warps too (H200: pass 1 at 128K, 10.8 -> 8.4 us at B=1, 49 -> 46 at B=8).
+    # Pass 3 takes 4 warps once its grid is over two programs per SM (more of them resident).
+    warps_gather = 8 if R * triton.cdiv(S, 1024) <= 2 * num_sms else 4
     return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024,
                 num_warps=8 if meta["IEEE"] or meta["I8DOT"] else 4, num_stages=3, cap=DEFAULT_CAP,
-                warps_bin=4, warps_gather=8)
+                warps_bin=4, warps_gather=warps_gather)
 
 
 def _kernel_path(q, k, w, q_pos, kv_start, k_scale) -> bool:
