@@ -112,6 +112,22 @@ def test_topk_many_programs_and_chunks(ints):
         assert torch.equal(sorted_rows(idx, 1000), ref)
 
 
+@pytest.mark.parametrize("B,key_bits,want", [
+    (1, 16, dict(chunk=512, block=256, num_warps=4, warps_gather=8)),
+    (1, 8, dict(chunk=512, block=256, num_warps=8, warps_gather=8)),
+    (8, 16, dict(chunk=2048, block=1024, num_warps=4, warps_gather=4)),
+    (8, 8, dict(chunk=2048, block=1024, num_warps=8, warps_gather=4)),
+    (2, 16, dict(chunk=512, block=512, num_warps=4, warps_gather=8))])
+def test_topk_config_on_132_sms_at_128k(B, key_bits, want):
+    # the GPU tiling the H200 sweeps chose for the yoco-3b indexer (bf16 query, one head, Di 128)
+    q = torch.zeros(B, 1, 1, 128, dtype=torch.bfloat16)
+    k = torch.zeros(B, 8, 128, dtype=torch.int8 if key_bits == 8 else torch.bfloat16)
+    ks = torch.ones(B, 8) if key_bits == 8 else None
+    meta = tt._prepare(q, k, None, torch.zeros(B, 1), torch.zeros(B), "dot", None, ks)[-1]
+    cfg = tt.topk_config(meta, B, 131072, 132)
+    assert {key: cfg[key] for key in want} == want
+
+
 def _exact_scores(vals):
     """q, k with q . k == vals exactly (scale 1): vals [B, S] -> a decode query per row."""
     B, S = vals.shape

@@ -473,8 +473,8 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
 
     ``block_s`` slots x Di per key tile (one tile 32 KB in 16-bit: 3 stages in flight leave room
     for two programs per SM), ``chunk`` slots per pass-1 program (the smallest power of 2 from 512
-    that still gives every SM two programs, at most 4096), ``block`` slots per pass-2/3 program,
-    ``cap`` candidates kept per row. ``bench.sweep()`` times the alternatives on the GPU.
+    that still gives every SM two programs, at most 4096), ``block`` slots per pass-2/3 program
+    (the largest of 1024, 512, 256 that gives every SM three), ``cap`` candidates kept per row. ``bench.sweep()`` times the alternatives on the GPU.
     ``num_sms`` None means the CPU interpreter.
     """
     if num_sms is None:
@@ -490,9 +490,15 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
         chunk //= 2
     # fp32 tiles are split into three tf32 parts: 8 warps keep that under 128 registers a thread;
     # int8 tiles take 8 warps too (H200: pass 1 at 128K, 10.8 -> 8.4 us at B=1, 49 -> 46 at B=8).
-    # Pass 3 takes 4 warps once its grid is over two programs per SM (more of them resident).
+    # Passes 2/3 are chains of dependent loads and atomics, so they want many programs in flight:
+    # the largest block that still gives every SM three, at least 256 slots (H200, 128K: B=1
+    # 1024 -> 256 slots took 21.3 -> 19.3 us with int8 keys, 19.5 -> 18.1 with bf16; B=8 keeps
+    # 1024). Pass 3 takes 4 warps once the rows hold over two 1024-slot blocks per SM.
+    block = 1024
+    while block > 256 and R * triton.cdiv(S, block) < 3 * num_sms:
+        block //= 2
     warps_gather = 8 if R * triton.cdiv(S, 1024) <= 2 * num_sms else 4
-    return dict(block_s=block_s, chunk=max(chunk, block_s), block=1024,
+    return dict(block_s=block_s, chunk=max(chunk, block_s), block=block,
                 num_warps=8 if meta["IEEE"] or meta["I8DOT"] else 4, num_stages=3, cap=DEFAULT_CAP,
                 warps_bin=4, warps_gather=warps_gather)
 
