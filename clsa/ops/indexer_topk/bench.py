@@ -279,13 +279,13 @@ def compile_report(target_arch: int = 90) -> list[dict]:
                           dict(meta, Tq=1, BS=c["block_s"], CHUNK=c["chunk"],
                                HB=min(c["chunk"], 1024), WS=triton_topk._WS, PDL=True),
                           dict(num_warps=c["num_warps"], num_stages=c["num_stages"]), tag)
-    for block in (512, 1024, 2048):
+    for block in (256, 512, 1024, 2048):  # the passes 2/3 blocks topk_config or a sweep picks
         build(triton_topk._bin_kernel, ints, dict(Tq=1, BLOCK=block, WS=triton_topk._WS, PDL=True),
-              dict(num_warps=4), {})
-        build(triton_topk._gather_kernel, ints,
-              dict(Tq=1, BLOCK=block, FB=min(block, 1024), WS=triton_topk._WS, PDL=True),
-              dict(num_warps=8),
-              {})
+              dict(num_warps=4), {"BLOCK": block})
+        for warps in (4, 8):
+            build(triton_topk._gather_kernel, ints,
+                  dict(Tq=1, BLOCK=block, FB=min(block, 1024), WS=triton_topk._WS, PDL=True),
+                  dict(num_warps=warps), {"BLOCK": block})
     return rows
 
 
