@@ -474,8 +474,9 @@ def topk_config(meta: dict, R: int, S: int, num_sms: int | None) -> dict:
     ``block_s`` slots x Di per key tile (one tile 32 KB in 16-bit: 3 stages in flight leave room
     for two programs per SM), ``chunk`` slots per pass-1 program (the smallest power of 2 from 512
     that still gives every SM two programs, at most 4096), ``block`` slots per pass-2/3 program
-    (the largest of 1024, 512, 256 that gives every SM three), ``cap`` candidates kept per row. ``bench.sweep()`` times the alternatives on the GPU.
-    ``num_sms`` None means the CPU interpreter.
+    (the largest of 1024, 512, 256 that gives every SM three), ``cap`` candidates kept per row.
+    ``bench.sweep()`` times the alternatives on the GPU. ``num_sms`` None means the CPU
+    interpreter.
     """
     if num_sms is None:
         # the interpreter runs one program at a time: small tiles keep tests fast
