@@ -16,12 +16,17 @@ from __future__ import annotations
 import torch
 
 
+def _absmax_scale(x: torch.Tensor) -> torch.Tensor:
+    """max |x| / 127 over the last dim, fp32 [...]. An all-zero vector gets 1 (not 0): x / scale
+    stays finite and comes back as exact zeros."""
+    amax = x.abs().amax(-1)
+    return torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+
+
 def quantize_keys(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(k_q int8 [..., Di], k_scale fp32 [...]) with k ~= k_q * k_scale[..., None]."""
     kf = k.float()
-    amax = kf.abs().amax(-1)
-    # an all-zero slot gets scale 1 (not 0): k / scale stays finite and dequantizes to exact zeros
-    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    scale = _absmax_scale(kf)
     k_q = torch.round(kf / scale[..., None]).clamp_(-127, 127).to(torch.int8)
     return k_q, scale
 
@@ -38,8 +43,7 @@ def split_query(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     (1 for an all-zero vector), so every entry is within s1 / 508 of the original. Rounding is
     floor(x + 0.5), as in the kernel."""
     qf = q.float()
-    amax = qf.abs().amax(-1)
-    s1 = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    s1 = _absmax_scale(qf)
     x = qf / s1[..., None]
     hi = torch.floor(x + 0.5).clamp_(-127, 127)
     lo = torch.floor((x - hi) * 254.0 + 0.5).clamp_(-127, 127)

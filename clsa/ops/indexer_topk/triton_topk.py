@@ -391,9 +391,10 @@ def _gather_kernel(s, q_pos, kv_start, ws, out, cand_s, cand_i, S, Tq, TOPK, CAP
     from_row = cnt2 > CAP
     b_key = _sortable_key(b_s)
     b_hi = b_key >> 16
-    in1 = m_s & ((b_key >> 24).to(tl.int32) == b1)
+    b_top = (b_key >> 24).to(tl.int32)
+    in1 = m_s & (b_top == b1)
     m_in = in1 & (b_hi == prefix2) & split1
-    m_win = (m_s & ((b_key >> 24).to(tl.int32) > b1)) | (in1 & (take1 | (b_hi > prefix2)))
+    m_win = (m_s & (b_top > b1)) | (in1 & (take1 | (b_hi > prefix2)))
     m_win = m_win | (m_in & (need2 == cnt2))
     o_k = _claim(p_ws + _OFF_WIN, m_win)
     tl.store(p_out + o_k, o_s, mask=m_win & (o_k < TOPK))
