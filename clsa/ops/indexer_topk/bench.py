@@ -28,16 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
-import subprocess
-import tempfile
 import time
 import traceback
 
 import torch
 import triton
 
+from clsa.ops.compile_check import compile_variant
 from clsa.ops.indexer_topk import triton_topk
 from clsa.ops.indexer_topk.quant import dequantize_keys, quantize_keys
 
@@ -206,48 +203,16 @@ def sweep(S: int = 131072, Hi: int = 1, Di: int = 128, k: int = 2048,
     return rows
 
 
-def _signature(fn, types: dict, constexprs: dict) -> dict:
-    return {a: "constexpr" if a in constexprs else types[a] for a in fn.arg_names}
-
-
-def _ptxas_report(ptx: str) -> dict:
-    """Registers, spills and ptxas' word on one kernel, from Triton's bundled ptxas."""
-    with tempfile.TemporaryDirectory() as d:
-        src = os.path.join(d, "k.ptx")
-        with open(src, "w") as f:
-            f.write(ptx)
-        log = subprocess.run([triton.knobs.nvidia.ptxas.path, "-v", "--gpu-name=sm_90a", src,
-                              "-o", os.path.join(d, "k.o")], capture_output=True, text=True)
-    text = log.stdout + log.stderr
-    num = lambda pat: int(m.group(1)) if (m := re.search(pat, text)) else None
-    return {"regs": num(r"Used (\d+) registers"), "spill_stores": num(r"(\d+) bytes spill stores"),
-            "spill_loads": num(r"(\d+) bytes spill loads"), "ptxas_rc": log.returncode}
-
-
 def compile_report(target_arch: int = 90) -> list[dict]:
     """Compile every kernel of the top-k path for sm_90 with Triton's own compiler and ptxas (no
     GPU needed): bf16 and fp32 queries, 16-bit (the query dtype) and 8-bit keys, Hi 1 and 4,
     Di 64 and 128, the default tiling and every sweep tiling of the decode shape. One row per
     variant: registers, spill bytes, shared memory."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    target = GPUTarget("cuda", target_arch, 32)
-    D = [["tt.divisibility", 16]]
     rows = []
 
     def build(fn, types, constexprs, opts, tag):
-        sig = _signature(fn, types, constexprs)
-        attrs = {(i,): D for i, a in enumerate(fn.arg_names)
-                 if sig[a].startswith("*") or a in ("S", "TOPK", "stride_kb", "stride_ks", "CAP")}
-        row = {"kernel": fn.__name__, **tag, **opts}
-        try:
-            ck = triton.compile(ASTSource(fn, sig, constexprs, attrs), target=target, options=opts)
-            row.update(_ptxas_report(ck.asm["ptx"]), shared_bytes=ck.metadata.shared)
-        except Exception as e:  # report every variant, not just the first failure
-            row["error"] = repr(e)[:600]
-        print("compile", json.dumps(row), flush=True)
-        rows.append(row)
+        rows.append(compile_variant(fn, types, constexprs, opts, tag, target_arch=target_arch,
+                                    divisible=("S", "TOPK", "stride_kb", "stride_ks", "CAP")))
 
     ints = dict(scale="fp32", stride_kb="i32", stride_ks="i32", stride_ksb="i32", S="i32",
                 Tq="i32", TOPK="i32", CAP="i32", q_pos="*i64", kv_start="*i64", s="*fp32",

@@ -5,6 +5,8 @@
     python -m clsa.ops.linear.bench --sweep     # + every tiling of the sweep per shape
     python -m clsa.ops.linear.bench --wide BEST.json   # WIDE tilings, own prologues; winners
     python -m clsa.ops.linear.bench --wide BEST.json --batches 1,8   # ... at these row counts
+    python -m clsa.ops.linear.bench --wide BEST.json --batches 1,8 --narrow  # rule vs NARROW
+    python -m clsa.ops.linear.bench --compile-only   # CPU: every decode tiling for sm_90 (ptxas)
 
 Every figure is a median of ``triton.testing.do_bench_cudagraph`` over a graph that runs the call
 once per weight of a pool larger than the L2 cache (so the weights stream from HBM, as in a decode
@@ -19,6 +21,7 @@ import json
 import sys
 
 import torch
+import triton
 
 # (name, N, K) of the yoco-3b decode step: self-decoder QKV, cross-decoder Q, O, gate/up, down
 SHAPES = [("qkv", 5120, 3072), ("q", 3072, 3072), ("o", 3072, 3072), ("gate_up", 16384, 3072),
@@ -110,12 +113,24 @@ WIDE = {
 WIDE_UP = [(128, 128, 8, 1, st) for st in _STAGES] + [(64, 256, 4, 1, 3), (64, 256, 4, 2, 3),
                                                       (128, 128, 8, 2, 3), (128, 256, 8, 1, 2),
                                                       (64, 256, 4, 1, 4), (64, 256, 4, 2, 4)]
+# Narrow tiles (session 9): 16 or 32 weight rows a program, so that a program can own whole rows
+# (SPLIT 1: no partials, no ticket, no merge after the last byte) and still leave every SM work
+# (N = 3072 at BN = 16 is 192 programs), with deep pipelines of small tiles. ``--narrow`` times
+# them against the default rule.
+NARROW = {
+    3072: [(16, 256, 4, 1, 4), (16, 256, 4, 1, 6), (16, 256, 8, 1, 4), (32, 256, 4, 1, 4),
+           (16, 256, 4, 2, 4), (32, 256, 4, 2, 3), (32, 256, 8, 1, 4), (16, 128, 4, 1, 8)],
+    8192: [(32, 256, 4, 1, 4), (32, 256, 4, 2, 4), (16, 256, 4, 1, 6), (16, 256, 4, 2, 4),
+           (64, 256, 4, 2, 3), (32, 512, 8, 1, 3)],
+}
+NARROW_UP = [(32, 256, 4, 1, 4), (32, 256, 8, 1, 4), (32, 512, 8, 1, 3)]
 # which prologue each decode projection runs
 PROLOGUE = {"qkv": "norm", "q": "norm", "o": "none", "gate_up": "norm", "down": "silu"}
 
 
-def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
-    """Every WIDE tiling of every decode shape with its own prologue, at M in ``batches``.
+def sweep_wide(batches=(1, 4), narrow: bool = False) -> tuple[list[dict], dict]:
+    """Every WIDE tiling (``narrow``: the rule's tiling and every NARROW one) of every decode
+    shape with its own prologue, at M in ``batches``.
     Returns the records and, per weight shape "N,K", the tiling with the least summed time over
     the shape's projections and batches (the ``CLSA_GEMV_TILING`` format)."""
     from clsa.ops.linear import triton_gemv as tg
@@ -128,6 +143,10 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
         pool = len(ws)
         nw = torch.ones(K, device=dev, dtype=bf)
         cands = WIDE_UP if N >= 8192 else WIDE[K]
+        if narrow:
+            rule = tg.gemv_config(1, N, K, torch.device(dev))
+            cands = [tuple(rule[k] for k in ("BN", "BK", "num_warps", "SPLIT", "num_stages"))]
+            cands += NARROW_UP if N >= 8192 else NARROW[K]
         for M in batches:
             x = torch.randn(M, 2 * K if PROLOGUE[name] == "silu" else K, device=dev, dtype=bf)
             r = torch.randn(M, K, device=dev, dtype=bf)
@@ -164,15 +183,53 @@ def sweep_wide(batches=(1, 4)) -> tuple[list[dict], dict]:
     return recs, best
 
 
+def compile_report(target_arch: int = 90) -> list[dict]:
+    """Compile the gemv kernel for sm_90 (no GPU): every decode shape under its own prologue at
+    its ``gemv_config`` tiling for 132 SMs (the H100 / H200), and every ``WIDE`` and ``NARROW``
+    candidate tiling of the shape."""
+    from clsa.ops.compile_check import compile_variant
+    from clsa.ops.linear import triton_gemv as tg
+
+    rows = []
+    tg_sms, tg._num_sms = tg._num_sms, lambda device: 132  # the H100 / H200 tiling, no GPU
+    try:
+        default = {name: tg.gemv_config(1, N, K, torch.device("cuda", 0)) for name, N, K in SHAPES}
+    finally:
+        tg._num_sms = tg_sms
+    types = dict(x_ptr="*bf16", r_ptr="*bf16", nw_ptr="*bf16", w_ptr="*bf16", out_ptr="*bf16",
+                 sum_ptr="*bf16", part_ptr="*fp32", cnt_ptr="*i32", M="i32", N="i32", K="i32",
+                 eps="fp32")
+    for name, N, K in SHAPES:
+        pro = PROLOGUE[name]
+        more = (WIDE_UP + NARROW_UP) if N >= 8192 else (WIDE[K] + NARROW[K])
+        cands = [default[name]] + [dict(BN=bn, BK=bk, num_warps=w, SPLIT=sp, num_stages=st)
+                                   for bn, bk, w, sp, st in more]
+        for cfg in cands:
+            kchunk = triton.cdiv(triton.cdiv(K, cfg["BK"]), cfg["SPLIT"]) * cfg["BK"]
+            consts = dict(NORM=pro == "norm", SILU=pro == "silu", HAS_RES=pro == "norm",
+                          SPLIT=triton.cdiv(K, kchunk), KCHUNK=kchunk, BM=tg.MAX_ROWS,
+                          BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION="tf32", PDL=True)
+            opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
+            rows.append(compile_variant(tg._gemv_kernel, types, consts, opts,
+                                        dict(shape=name, BN=cfg["BN"], BK=cfg["BK"],
+                                             SPLIT=cfg["SPLIT"], default=cfg is cands[0]),
+                                        divisible=("N", "K"), target_arch=target_arch))
+    return rows
+
+
 def main(argv=None) -> list[dict]:
     argv = sys.argv[1:] if argv is None else argv
-    if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json [--batches 1,8]
+    if "--compile-only" in argv:
+        return compile_report()
+    if "--wide" in argv:  # python -m clsa.ops.linear.bench --wide BEST.json [--batches 1,8] [--narrow]
         batches = (1, 4)
         if "--batches" in argv:
             i = argv.index("--batches")
             batches = tuple(int(b) for b in argv[i + 1].split(","))
             argv = argv[:i] + argv[i + 2:]
-        recs, best = sweep_wide(batches)
+        narrow = "--narrow" in argv
+        argv = [a for a in argv if a != "--narrow"]
+        recs, best = sweep_wide(batches, narrow)
         path = argv[argv.index("--wide") + 1] if len(argv) > argv.index("--wide") + 1 else None
         print(json.dumps({"best": best}), flush=True)
         if path:

@@ -1,7 +1,6 @@
 """The interpreter runs kernels as NumPy and accepts code that Triton's GPU compiler rejects (a
-jitted helper whose constexpr branches returned tiles of different dtypes did exactly that). This
-compiles every top-k kernel variant for sm_90 with Triton's own compiler and its bundled ptxas, on
-CPU: no GPU needed, only the triton package. It runs in a subprocess because the test session sets
+jitted helper whose constexpr branches returned tiles of different dtypes did exactly that). This compiles every top-k and gemv kernel variant for sm_90 with Triton's own
+compiler and its bundled ptxas, on CPU: no GPU needed, only the triton package. It runs in a subprocess because the test session sets
 TRITON_INTERPRET=1, which swaps every kernel for its interpreted twin."""
 
 import json
@@ -22,10 +21,9 @@ def _ptxas_available() -> bool:
     return bool(path) and os.path.exists(path)
 
 
-@pytest.mark.skipif(not _ptxas_available(), reason="triton's bundled ptxas is not installed")
-def test_every_topk_kernel_compiles_for_sm90_without_spills():
+def _report(module: str) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-m", "clsa.ops.indexer_topk.bench", "--compile-only"],
+    run = subprocess.run([sys.executable, "-m", module, "--compile-only"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [json.loads(line[len("compile "):]) for line in run.stdout.splitlines()
@@ -34,6 +32,21 @@ def test_every_topk_kernel_compiles_for_sm90_without_spills():
     assert not failed, failed[:2]
     spills = [r for r in rows if r["spill_stores"] or r["spill_loads"]]
     assert not spills, spills[:2]
+    return rows
+
+
+needs_ptxas = pytest.mark.skipif(not _ptxas_available(), reason="triton's bundled ptxas is not installed")
+
+
+@needs_ptxas
+def test_every_topk_kernel_compiles_for_sm90_without_spills():
+    rows = _report("clsa.ops.indexer_topk.bench")
     kinds = {(r["kernel"], r.get("key_bits"), r.get("dtype")) for r in rows}
     assert {("_score_hist_kernel", 8, "bf16"), ("_score_hist_kernel", 16, "bf16"),
             ("_bin_kernel", None, None), ("_gather_kernel", None, None)} <= kinds
+
+
+@needs_ptxas
+def test_every_gemv_tiling_compiles_for_sm90_without_spills():
+    rows = _report("clsa.ops.linear.bench")
+    assert {r["shape"] for r in rows if r["default"]} == {"qkv", "q", "o", "gate_up", "down"}
