@@ -137,13 +137,15 @@ def _merge_splits(p_out, m_part, l_part, acc_part, i_g,
     p_mg = m_part + i_g.to(tl.int64) * (M * NS)
     p_lg = l_part + i_g.to(tl.int64) * (M * NS)
     p_ag = acc_part + i_g.to(tl.int64) * (M * NS * D)
-    for i_r0 in range(0, M, RB):
+    # unrolled (constexpr bounds): the loads of every step are issued before the first returns,
+    # instead of one dependent L2 round trip a step
+    for i_r0 in tl.static_range(0, M, RB):
         o_r = i_r0 + tl.arange(0, RB)
         m_r = o_r < M
         b_mx = tl.full([RB], NEG_INIT, dtype=tl.float32)
         b_l = tl.zeros([RB], dtype=tl.float32)
         b_o = tl.zeros([RB, BD], dtype=tl.float32)
-        for i_n0 in range(0, NS, BN):
+        for i_n0 in tl.static_range(0, NS, BN):
             o_n = i_n0 + tl.arange(0, BN)
             o_p = o_r[:, None] * NS + o_n[None, :]  # [RB, BN]
             m_p = m_r[:, None] & (o_n < NS)[None, :]

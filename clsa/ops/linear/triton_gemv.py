@@ -140,7 +140,9 @@ def _gemv_kernel(
         if n_done == SPLIT - 1:  # the last program of this N tile sums the partials in order
             b_acc = tl.zeros([BN, BM], dtype=tl.float32)
             b_ss = tl.zeros([BM], dtype=tl.float32)
-            for s in range(SPLIT):
+            # unrolled: the SPLIT loads are all in flight at once (a loop paid one dependent L2
+            # round trip per split, after the last weight byte: most of a launch's fixed cost)
+            for s in tl.static_range(SPLIT):
                 # written by other programs of this launch: read through L2 (.cg), never stale L1
                 b_acc += tl.load(part_ptr + s * M * N + o_out, mask=m_out, other=0.,
                                  cache_modifier=".cg")
