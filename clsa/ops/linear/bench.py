@@ -99,16 +99,19 @@ def bench_shape(name: str, N: int, K: int, M: int, sweep: bool = False) -> dict:
 # more splits. (BN, BK, warps, SPLIT, stages) per K; the first of each list is session 5's
 # tiling. Session 6 (H100): its winners are ``gemv_config``'s rule now. The last entries of each
 # list (session 7) keep more weight bytes in flight per SM - deeper pipelines, fewer and longer
-# programs - for HBM faster than the H100's (the H200's 4.8 TB/s at the same 132 SMs).
+# programs - for HBM faster than the H100's (the H200's 4.8 TB/s at the same 132 SMs). The
+# last two (session 9) split finer, since the split merge no longer costs a round trip a split.
 _STAGES = (4, 3, 2)
 WIDE = {
     3072: [(64, 256, 4, 8, st) for st in _STAGES] + [(64, 256, 4, 12, st) for st in (3, 2)]
     + [(64, 512, 8, 6, 2), (128, 256, 8, 6, 2), (128, 128, 8, 8, 3), (64, 128, 4, 12, 3)]
-    + [(64, 256, 4, 10, 2), (64, 256, 4, 6, 3), (64, 256, 4, 4, 4), (64, 256, 8, 12, 2)],
+    + [(64, 256, 4, 10, 2), (64, 256, 4, 6, 3), (64, 256, 4, 4, 4), (64, 256, 8, 12, 2)]
+    + [(64, 128, 4, 24, 2), (32, 256, 4, 12, 2)],
     8192: [(128, 128, 8, 5, st) for st in _STAGES] + [(128, 128, 8, 11, st) for st in (3, 2)]
     + [(64, 256, 4, 8, 3), (64, 256, 4, 11, 3), (64, 256, 4, 11, 2), (64, 512, 8, 16, 2),
        (128, 256, 8, 8, 2)]
-    + [(128, 128, 8, 11, 4), (128, 128, 8, 16, 3), (64, 256, 4, 11, 4)],
+    + [(128, 128, 8, 11, 4), (128, 128, 8, 16, 3), (64, 256, 4, 11, 4)]
+    + [(128, 128, 8, 22, 2), (64, 256, 4, 16, 3)],
 }
 WIDE_UP = [(128, 128, 8, 1, st) for st in _STAGES] + [(64, 256, 4, 1, 3), (64, 256, 4, 2, 3),
                                                       (128, 128, 8, 2, 3), (128, 256, 8, 1, 2),
