@@ -65,9 +65,12 @@ def test_ring_buffer_k_pos(Hq, Hkv, window):
 
 
 @pytest.mark.parametrize("skip_empty", [True, False])
-def test_many_blocks_per_split_and_garbage_rows(skip_empty):
-    """chunk = 4 blocks of 32 per split; rows past the live length hold NaN and k_pos = -1: they
-    are never read (the reference sees finite data there), so the output stays finite and equal."""
+@pytest.mark.parametrize("chunk", [128, 96, 4096])
+def test_many_blocks_per_split_and_garbage_rows(skip_empty, chunk):
+    """chunk = 4 blocks of 32 per split (3 blocks: the k_pos scan of a chunk that is no power of 2
+    of blocks; 4096: one long chunk, scanned block by block); rows past the live length hold NaN
+    and k_pos = -1: they are never read (the reference sees finite data there), so the output
+    stays finite and equal."""
     B, S, Hq, Hkv, D = 2, 200, 4, 2, 16
     q, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
     live = torch.tensor([70, 181])
@@ -79,7 +82,7 @@ def test_many_blocks_per_split_and_garbage_rows(skip_empty):
     kg, vg = k.clone(), v.clone()
     kg[k_pos < 0] = float("nan")
     vg[k_pos < 0] = float("nan")
-    out = td.attention_decode(q, kg, vg, q_pos, k_pos, kv_start, None, block_s=32, chunk=128,
+    out = td.attention_decode(q, kg, vg, q_pos, k_pos, kv_start, None, block_s=32, chunk=chunk,
                               skip_empty=skip_empty)
     assert_close(out, ref)
 

@@ -48,6 +48,7 @@ MERGE_REGS = 32     # fp32 registers a thread for one in-kernel merge step's [RB
 # Ticket counters allocated at least this many (256 KiB of int32) so that a CUDA-graph capture
 # never has to grow the buffer: the launchers need B * Hkv (dense) or B * Tq * Hkv (sparse).
 MIN_COUNTERS = 1 << 16
+SPAN_VEC = tl.constexpr(2048)  # chunks of at most this many slots (block-padded) scan k_pos at once
 NEG_INIT = tl.constexpr(-1.0e30)  # finite running max: no inf - inf anywhere, empty rows keep l = 0
 
 
@@ -211,7 +212,7 @@ def _attn_split_kernel(
     S, window, qk_scale,
     HKV: tl.constexpr, G: tl.constexpr, M: tl.constexpr, D: tl.constexpr, NS: tl.constexpr,
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-    BN: tl.constexpr, RB: tl.constexpr,
+    BN: tl.constexpr, RB: tl.constexpr, NBP: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
     DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, ROPE: tl.constexpr, PDL: tl.constexpr,
 ):
@@ -260,7 +261,18 @@ def _attn_split_kernel(
     # graph, before kv_start, outside the window) cost no K/V bytes and no compute.
     i_first = tl.full((), CHUNK // BS, tl.int32)
     i_last = tl.full((), -1, tl.int32)
-    if SKIP_EMPTY:
+    if SKIP_EMPTY and NBP * BS <= SPAN_VEC:
+        # a short chunk (the top-k compact buffer, a window ring): every k_pos of the chunk in one
+        # load, so the scan costs one round trip instead of one per block
+        o_c = tl.arange(0, NBP * BS)
+        o_s = tl.where(o_c < CHUNK, i_s * CHUNK + o_c, S).to(tl.int64)  # past the chunk: masked
+        b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [NBP * BS]
+        b_in = ((b_kp >= b_lo) & (b_kp <= b_hi)).to(tl.int32)
+        b_any = tl.max(tl.reshape(b_in, [NBP, BS]), axis=1)  # [NBP]
+        o_b = tl.arange(0, NBP)
+        i_first = tl.min(tl.where(b_any > 0, o_b, CHUNK // BS), axis=0)
+        i_last = tl.max(tl.where(b_any > 0, o_b, -1), axis=0)
+    elif SKIP_EMPTY:
         for i_blk in range(0, CHUNK // BS):
             o_s = (i_s * CHUNK + i_blk * BS + tl.arange(0, BS)).to(tl.int64)
             b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [BS]
@@ -280,8 +292,8 @@ def _attn_split_kernel(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
                 True, b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
                 D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
-    else:
-        for i_blk in range(0, CHUNK // BS):
+    else:  # up to NBP >= CHUNK / BS blocks: a span reaching past the chunk would count twice
+        for i_blk in range(0, NBP):
             b_mi, b_li, b_acc = _dense_step(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
                 (i_blk >= i_first) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
@@ -548,6 +560,7 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         S, 0 if window is None else int(window), scale * LOG2E,
         HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
         BM=BM, BD=max(16, triton.next_power_of_2(D)), **merge_tiles(M, NS, D, num_warps),
+        NBP=triton.next_power_of_2(chunk // block_s),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
         DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PDL=use_pdl(),
