@@ -1,7 +1,9 @@
 """The interpreter runs kernels as NumPy and accepts code that Triton's GPU compiler rejects (a
-jitted helper whose constexpr branches returned tiles of different dtypes did exactly that). This compiles every top-k and gemv kernel variant for sm_90 with Triton's own
-compiler and its bundled ptxas, on CPU: no GPU needed, only the triton package. It runs in a subprocess because the test session sets
-TRITON_INTERPRET=1, which swaps every kernel for its interpreted twin."""
+jitted helper whose constexpr branches returned tiles of different dtypes did exactly that). This
+compiles every top-k, gemv and decode-attention kernel variant for sm_90 with Triton's own
+compiler and its bundled ptxas, on CPU: no GPU needed, only the triton package. It runs in a
+subprocess because the test session sets TRITON_INTERPRET=1, which swaps every kernel for its
+interpreted twin."""
 
 import json
 import os
@@ -50,3 +52,9 @@ def test_every_topk_kernel_compiles_for_sm90_without_spills():
 def test_every_gemv_tiling_compiles_for_sm90_without_spills():
     rows = _report("clsa.ops.linear.bench")
     assert {r["shape"] for r in rows if r["default"]} == {"qkv", "q", "o", "gate_up", "down"}
+
+
+@needs_ptxas
+def test_every_decode_attention_variant_compiles_for_sm90_without_spills():
+    rows = _report("clsa.ops.attention.bench")
+    assert {r["kind"] for r in rows} == {"compact", "ring", "dense"}

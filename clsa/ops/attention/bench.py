@@ -1,6 +1,7 @@
 """GPU timings of the decode attention kernels against stock PyTorch (needs CUDA; not run by tests).
 
     python -m clsa.ops.attention.bench                  # yoco-3b head shape, a few (B, S) points
+    python -m clsa.ops.attention.bench --compile-only   # CPU: the decode variants for sm_90 (ptxas)
     python -c "import torch; from clsa.ops.attention.bench import bench_decode_attention as f; \
 print(f(1, 32768, 24, 8, 128, torch.bfloat16))"
 
@@ -183,7 +184,54 @@ def bench_sparse_decode(B: int, S: int, K: int, Hq: int, Hkv: int, D: int, n_lay
     }
 
 
+def compile_report(target_arch: int = 90) -> list[dict]:
+    """Compile ``_attn_split_kernel`` for sm_90 (no GPU) in the decode launches of the yoco-3b
+    head shape (24 query heads on 8 K/V heads, D = 128, bf16) under the split plan for 132 SMs:
+    the 2048-slot compact buffer, the 1024-slot window ring with rope, a dense 128K cache, at
+    B = 1 and 8, and a 4-query row (speculative decoding). The kernel sits near the 255-register
+    limit, so a change that spills shows here first."""
+    import triton
+
+    from clsa.ops.compile_check import compile_variant
+
+    fn = td._attn_split_kernel
+    types = {a: "i32" for a in fn.arg_names}
+    types.update({a: "*bf16" for a in ("q", "k", "v", "out")})
+    types.update({a: "*i64" for a in ("q_pos", "k_pos", "kv_start")})
+    types.update({a: "*fp32" for a in ("m_part", "l_part", "acc_part", "cos", "sin")})
+    types.update(counters="*i32", qk_scale="fp32")
+    unit = dict(s_qd=1, s_kd=1, s_vd=1, s_kps=1, s_qpt=1)  # contiguous rows: Triton specializes 1s
+    strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
+    Hkv, G, D, BS = 8, 3, 128, td.default_tiles(torch.bfloat16)[0]
+    sms, td._num_sms = td._num_sms, lambda device: 132
+    rows = []
+    try:
+        for kind, S, window, rope in (("compact", 2048, False, False), ("ring", 1024, True, True),
+                                      ("dense", 131072, False, False)):
+            for B, Tq in ((1, 1), (8, 1), (1, 4)):
+                M = Tq * G
+                warps = td.default_tiles(torch.bfloat16)[1]
+                chunk, NS = td.split_plan(B * Hkv, S, BS, torch.device("cuda", 0))
+                consts = dict(unit, HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=BS,
+                              BM=max(16, triton.next_power_of_2(M)), BD=D,
+                              **td.merge_tiles(M, NS, D, warps),
+                              NBP=triton.next_power_of_2(chunk // BS), HAS_KPOS=True,
+                              HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
+                              DOT_PRECISION="tf32", ROPE=rope, PDL=True)
+                rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
+                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk),
+                                            divisible=strides, target_arch=target_arch))
+    finally:
+        td._num_sms = sms
+    return rows
+
+
 def main() -> None:
+    import sys
+
+    if "--compile-only" in sys.argv[1:]:
+        compile_report()
+        return
     Hq, Hkv, D, L, K = 24, 8, 128, 14, 2048
     print(f"device: {torch.cuda.get_device_name()}  (us, medians, CUDA-graph replay)")
     for S in (8192, 32768, 131072):
