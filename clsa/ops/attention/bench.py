@@ -190,8 +190,6 @@ def compile_report(target_arch: int = 90) -> list[dict]:
     the 2048-slot compact buffer, the 1024-slot window ring with rope, a dense 128K cache, at
     B = 1 and 8, and a 4-query row (speculative decoding). The kernel sits near the 255-register
     limit, so a change that spills shows here first."""
-    import triton
-
     from clsa.ops.compile_check import compile_variant
 
     fn = td._attn_split_kernel
@@ -212,10 +210,8 @@ def compile_report(target_arch: int = 90) -> list[dict]:
                 M = Tq * G
                 warps = td.default_tiles(torch.bfloat16)[1]
                 chunk, NS = td.split_plan(B * Hkv, S, BS, torch.device("cuda", 0))
-                consts = dict(unit, HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=BS,
-                              BM=max(16, triton.next_power_of_2(M)), BD=D,
-                              **td.merge_tiles(M, NS, D, warps),
-                              NBP=triton.next_power_of_2(chunk // BS), HAS_KPOS=True,
+                consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps),
+                              HAS_KPOS=True,
                               HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
                               DOT_PRECISION="tf32", ROPE=rope, PDL=True)
                 rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),

@@ -462,6 +462,15 @@ def merge_tiles(M: int, NS: int, D: int, num_warps: int) -> dict:
     return dict(BN=BN, RB=RB)
 
 
+def tile_meta(Hkv: int, G: int, M: int, D: int, NS: int, chunk: int, block_s: int,
+              num_warps: int) -> dict:
+    """The shape constexprs of ``_attn_split_kernel`` for a launch (the launcher and the sm_90
+    compile report both take them from here)."""
+    return dict(HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
+                BM=max(16, triton.next_power_of_2(M)), BD=max(16, triton.next_power_of_2(D)),
+                NBP=triton.next_power_of_2(chunk // block_s), **merge_tiles(M, NS, D, num_warps))
+
+
 def split_scratch(n_groups: int, M: int, NS: int, D: int, out: torch.Tensor):
     """(m_part, l_part, acc_part, counters) of one launch. NS == 1 needs none of them: ``out``
     stands in for the pointers the kernel then never reads."""
@@ -558,9 +567,7 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         *q.stride(), *cos.stride()[:2], *k.stride(), *v.stride(), *q_pos.stride(),
         *(k_pos.stride() if has_kpos else (0, 0)),
         S, 0 if window is None else int(window), scale * LOG2E,
-        HKV=Hkv, G=G, M=M, D=D, NS=NS, CHUNK=chunk, BS=block_s,
-        BM=BM, BD=max(16, triton.next_power_of_2(D)), **merge_tiles(M, NS, D, num_warps),
-        NBP=triton.next_power_of_2(chunk // block_s),
+        **tile_meta(Hkv, G, M, D, NS, chunk, block_s, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
         DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PDL=use_pdl(),

@@ -21,7 +21,6 @@ import json
 import sys
 
 import torch
-import triton
 
 # (name, N, K) of the yoco-3b decode step: self-decoder QKV, cross-decoder Q, O, gate/up, down
 SHAPES = [("qkv", 5120, 3072), ("q", 3072, 3072), ("o", 3072, 3072), ("gate_up", 16384, 3072),
@@ -208,9 +207,9 @@ def compile_report(target_arch: int = 90) -> list[dict]:
         cands = [default[name]] + [dict(BN=bn, BK=bk, num_warps=w, SPLIT=sp, num_stages=st)
                                    for bn, bk, w, sp, st in more]
         for cfg in cands:
-            kchunk = triton.cdiv(triton.cdiv(K, cfg["BK"]), cfg["SPLIT"]) * cfg["BK"]
+            kchunk, split = tg.k_split(K, cfg["BK"], cfg["SPLIT"])
             consts = dict(NORM=pro == "norm", SILU=pro == "silu", HAS_RES=pro == "norm",
-                          SPLIT=triton.cdiv(K, kchunk), KCHUNK=kchunk, BM=tg.MAX_ROWS,
+                          SPLIT=split, KCHUNK=kchunk, BM=tg.MAX_ROWS,
                           BN=cfg["BN"], BK=cfg["BK"], DOT_PRECISION="tf32", PDL=True)
             opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
             rows.append(compile_variant(tg._gemv_kernel, types, consts, opts,

@@ -206,6 +206,13 @@ def gemv_config(M: int, N: int, K: int, device: torch.device) -> dict:
     return dict(BN=BN, BK=BK, SPLIT=split, num_warps=warps, num_stages=stages)
 
 
+def k_split(K: int, BK: int, SPLIT: int) -> tuple[int, int]:
+    """(KCHUNK, split): columns per program, whole BK tiles, and the programs per N tile that
+    actually get columns (at most SPLIT)."""
+    kchunk = triton.cdiv(triton.cdiv(K, BK), SPLIT) * BK
+    return kchunk, triton.cdiv(K, kchunk)
+
+
 def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, residual=None,
          BN: int | None = None, BK: int | None = None, SPLIT: int | None = None,
          num_warps: int | None = None, num_stages: int | None = None):
@@ -223,8 +230,7 @@ def gemv(x, weight, pro: int = PRO_NONE, norm_weight=None, eps: float = 0.0, res
     for name, val in dict(BN=BN, BK=BK, SPLIT=SPLIT, num_warps=num_warps, num_stages=num_stages).items():
         if val is not None:
             cfg[name] = val
-    kchunk = triton.cdiv(triton.cdiv(K, cfg["BK"]), cfg["SPLIT"]) * cfg["BK"]
-    split = triton.cdiv(K, kchunk)  # no program without columns
+    kchunk, split = k_split(K, cfg["BK"], cfg["SPLIT"])
     n_tiles = triton.cdiv(N, cfg["BN"])
     out = torch.empty(M, N, dtype=x.dtype, device=x.device)
     summed = torch.empty_like(x) if residual is not None else None
