@@ -93,8 +93,8 @@ class CrossAttention(nn.Module):
             o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,
                               query_chunk=self.chunk, rope=tables)
         elif idx is not None:
-            o = ops.sparse_attention(ops.rotary(q, *tables), shared[0], shared[1], idx, self.scale,
-                                     query_chunk=self.chunk)
+            o = ops.sparse_attention(q, shared[0], shared[1], idx, self.scale,
+                                     query_chunk=self.chunk, rope=tables)
         else:
             o = ops.attention(q, shared[0], shared[1], q_pos, shared[2], kv_start, None, self.scale,
                               query_chunk=self.chunk, rope=tables)

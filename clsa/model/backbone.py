@@ -130,9 +130,12 @@ class CLSABackbone(nn.Module):
         """The cross-decoder on input h; returns (x, f), its output being x + f (see Block)."""
         c = self.config
         sparse = c.is_sparse and not dense_cross
-        # One query per row (decode): gather the selected rows once per new index; every layer
-        # that reuses the index reads the compact buffer instead of the whole cache.
-        gather_once = sparse and h.shape[1] == 1
+        # One query per row (decode): gather the selected rows once per new index, and every
+        # layer that reuses the index reads the compact buffer instead of the whole cache; or
+        # each layer's kernel gathers the rows from the cache itself (CLSAConfig.decode_gather;
+        # "auto": once at batch 1, per layer above, the faster in H200 decode-step profiles).
+        mode = c.decode_gather if c.decode_gather != "auto" else ("once" if h.shape[0] == 1 else "per_layer")
+        gather_once = sparse and h.shape[1] == 1 and mode == "once"
         idx, gathered, calls, seen, f = None, None, 0, {}, None
         for i, blk in enumerate(self.cross_layers):
             indexer = self.indexer if (i == 0 and self.indexer is not None) else blk.indexer

@@ -15,6 +15,40 @@ def test_token_by_token_decode_equals_full_forward(variant, prefill):
     torch.testing.assert_close(incremental_logits(m, ids, prefill), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_per_layer_gather_decodes_the_same_tokens(backend):
+    # decode_gather="per_layer": every cross layer gathers its selected rows inside its own
+    # kernel (rotary fused into its query load) instead of reading one compact buffer
+    from clsa import ops
+    m = build("clsa")
+    ids = tokens(2, 23)
+    full = m(ids, use_cache=False).logits
+    with ops.use_backend(backend):
+        m.config.decode_gather = "once"
+        once = incremental_logits(m, ids, 7)
+        m.config.decode_gather = "per_layer"
+        per_layer = incremental_logits(m, ids, 7)
+    torch.testing.assert_close(per_layer, full, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(per_layer, once, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("B, mode, gathers", [(1, "auto", 1), (2, "auto", 0), (2, "once", 1),
+                                               (1, "per_layer", 0)])
+def test_decode_gather_modes(monkeypatch, B, mode, gathers):
+    # "auto" gathers one compact buffer at batch 1 and lets every layer gather above it
+    from clsa import ops
+    from clsa.model import backbone
+    m = build("clsa", decode_gather=mode)
+    ids = tokens(B, 12)
+    cache = m.new_cache(B)
+    m(ids[:, :11], cache=cache)
+    calls = []
+    real = ops.gather_kv
+    monkeypatch.setattr(backbone.ops, "gather_kv", lambda *a: calls.append(1) or real(*a))
+    m(ids[:, 11:], cache=cache)
+    assert len(calls) == gathers
+
+
 @pytest.mark.parametrize("variant", ALL)
 def test_multi_token_steps_equal_full_forward(variant):
     m = build(variant)

@@ -141,6 +141,23 @@ def test_short_span_split_plan(monkeypatch, span, B, want):
     assert ns == want and chunk % 64 == 0 and (ns - 1) * chunk < span <= ns * chunk
 
 
+@pytest.mark.parametrize("span, B, want", [
+    # (block, warps, chunk, NS) on 132 SMs, 8 KV heads: wide blocks while the grid stays within
+    # two programs per SM (B <= 4 at the yoco-3b shape), the default tiles beyond
+    (2048, 1, (128, 8, 128, 16)), (2048, 4, (128, 8, 256, 8)), (2048, 8, (64, 4, 256, 8)),
+    (1024, 1, (64, 8, 64, 16)), (1024, 4, (128, 8, 128, 8)), (1024, 8, (64, 4, 128, 8)),
+    (3072, 1, (64, 4, 192, 16)),  # 192-slot chunks are no whole number of 128-slot blocks
+    (131072, 1, (64, 4, 2048, 64)),  # a long span keeps the default tiles
+])
+def test_decode_tiling(monkeypatch, span, B, want):
+    monkeypatch.setattr(td, "_num_sms", lambda device: 132)
+    got = td.decode_tiling(8 * B, span, torch.bfloat16, torch.device("cpu"))
+    assert got == want and got[2] % got[0] == 0
+    # fp32 keeps its unspilled tiles; a forced block or chunk overrides the plan
+    assert td.decode_tiling(8 * B, span, torch.float32, torch.device("cpu"))[:2] == td.default_tiles(torch.float32)
+    assert td.launch_plan(8 * B, span, torch.bfloat16, torch.device("cpu"), block_s=32)[0] == 32
+
+
 def test_long_span_split_plan_fills_the_gpu(monkeypatch):
     # a 128K dense cache: about four programs per SM, at most MAX_SPLITS per group
     monkeypatch.setattr(td, "_num_sms", lambda device: 132)

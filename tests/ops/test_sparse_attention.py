@@ -52,16 +52,19 @@ def test_sparse_decode_matches_reference(S, K, Hq, Hkv, D):
     assert_close(gathered_path(q, k, v, idx), ref)
 
 
+@pytest.mark.parametrize("chunk", [64, 48])  # 48: 3 blocks, padded to 4 in the one-load scan
 @pytest.mark.parametrize("skip_empty", [True, False])
-def test_sparse_many_blocks_per_split(skip_empty):
-    """Several index blocks per split, -1 runs in the middle, scattered (non-prefix) padding."""
+def test_sparse_many_blocks_per_split(skip_empty, chunk):
+    """Several index blocks per split, -1 runs in the middle, scattered (non-prefix) padding. A
+    chunk of 3 blocks scans 4 (a power of 2): the span must stop at the chunk's end, or the next
+    chunk's entries would count twice."""
     B, S, K, Hq, Hkv, D = 2, 200, 150, 4, 2, 16
     q = torch.randn(B, 1, Hq, D)
     k, v = torch.randn(B, S, Hkv, D), torch.randn(B, S, Hkv, D)
     idx = make_index(B, 1, S, K, [K, 90])
     idx[0, 0, 40:100] = -1
     idx = idx[:, :, torch.randperm(K)].contiguous()
-    out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=64, skip_empty=skip_empty)
+    out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=chunk, skip_empty=skip_empty)
     assert_close(out, naive.sparse_attention(q, k, v, idx))
 
 
@@ -137,6 +140,44 @@ def test_sparse_small_tq_and_fallbacks():
     assert qg.grad is not None and torch.isfinite(qg.grad).all()
 
 
+@pytest.mark.parametrize("D", [20, 64])  # 20: the tile is wider than the head (masked columns)
+@pytest.mark.parametrize("Tq", [1, 3])
+def test_sparse_rope_fused_into_the_query_load(Tq, D):
+    # the kernel rotates q as it loads it; the reference rotates first, then attends. Rows of a
+    # batch sit at different positions, and every query of a row has its own table row.
+    from tests.ops.test_attention_decode import rope_tables
+    B, S, K, Hq, Hkv = 3, 90, 40, 6, 2
+    q = torch.randn(B, Tq, Hq, D)
+    k, v = torch.randn(B, S, Hkv, D), torch.randn(B, S, Hkv, D)
+    idx = make_index(B, Tq, S, K, [K, 17, 0])
+    rope = rope_tables(B, Tq, D)
+    out = sd.sparse_attention(q, k, v, idx, rope=rope)
+    ref = naive.sparse_attention(q, k, v, idx, rope=rope)
+    assert_close(out, ref)
+    assert not torch.allclose(ref, naive.sparse_attention(q, k, v, idx), atol=1e-3)
+    # a forced split (the merge) and the Tq > 16 fallback rotate the same way
+    assert_close(sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16, rope=rope), ref)
+    q17, idx17, rope17 = torch.randn(1, 17, Hq, D), make_index(1, 17, S, K, [K]), rope_tables(1, 17, D)
+    assert_close(sd.sparse_attention(q17, k[:1], v[:1], idx17, rope=rope17),
+                 naive.sparse_attention(q17, k[:1], v[:1], idx17, rope=rope17))
+
+
+def test_sparse_one_block_per_split():
+    """The wide short-span tiling (``decode_tiling``): each split is exactly one block (no loop
+    beyond it), and blocks of two splits' worth; -1 padding inside and past the last block."""
+    B, S, K, Hq, Hkv, D = 2, 300, 256, 6, 2, 32
+    q = torch.randn(B, 1, Hq, D)
+    k, v = torch.randn(B, S, Hkv, D), torch.randn(B, S, Hkv, D)
+    idx = make_index(B, 1, S, K, [K, 150])
+    ref = naive.sparse_attention(q, k, v, idx)
+    for block, chunk in ((64, 64), (128, 128), (64, 128)):
+        assert_close(sd.sparse_attention_decode(q, k, v, idx, block_s=block, chunk=chunk), ref)
+        assert_close(td.attention_decode(q, *tg.gather_kv(k, v, idx[:, 0]),
+                                         torch.full((B, 1), S - 1), idx[:, 0],
+                                         torch.zeros(B, dtype=torch.long), block_s=block,
+                                         chunk=chunk), ref)
+
+
 def test_masked_sdpa_sparse_fallback_equals_reference():
     B, S, K, Hq, Hkv, D = 2, 30, 12, 4, 2, 16
     q = torch.randn(B, 5, Hq, D)
@@ -200,6 +241,14 @@ def test_gpu_bf16_sparse_decode(B):
     lowp = _lowp_sparse(q, k, v, idx)
     assert_close(sd.sparse_attention(q, k, v, idx), ref, low_precision=lowp)
     assert_close(gathered_path(q, k, v, idx), ref, low_precision=lowp)
+    # rotary fused into the query load: the reference rotates q (rounded to bf16, as ops.rotary)
+    from tests.ops.test_attention_decode import rope_tables
+    from clsa.ops.rotary import naive as rotary_naive
+    rope = rope_tables(B, 1, D, "cuda", start=100000)
+    q_rot = rotary_naive.rotary(q, *rope)
+    assert_close(sd.sparse_attention(q, k, v, idx, rope=rope),
+                 naive.sparse_attention(q_rot.float(), k.float(), v.float(), idx),
+                 low_precision=_lowp_sparse(q_rot, k, v, idx))
     k_sel, v_sel = tg.gather_kv(k, v, idx[:, 0])
     k_ref, v_ref = naive.gather_kv(k, v, idx[:, 0])
     valid = idx[:, 0] >= 0

@@ -200,7 +200,7 @@ def compile_report(target_arch: int = 90) -> list[dict]:
     types.update(counters="*i32", qk_scale="fp32")
     unit = dict(s_qd=1, s_kd=1, s_vd=1, s_kps=1, s_qpt=1)  # contiguous rows: Triton specializes 1s
     strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
-    Hkv, G, D, BS = 8, 3, 128, td.default_tiles(torch.bfloat16)[0]
+    Hkv, G, D = 8, 3, 128
     sms, td._num_sms = td._num_sms, lambda device: 132
     rows = []
     try:
@@ -208,14 +208,14 @@ def compile_report(target_arch: int = 90) -> list[dict]:
                                       ("dense", 131072, False, False)):
             for B, Tq in ((1, 1), (8, 1), (1, 4)):
                 M = Tq * G
-                warps = td.default_tiles(torch.bfloat16)[1]
-                chunk, NS = td.split_plan(B * Hkv, S, BS, torch.device("cuda", 0))
+                BS, warps, chunk, NS = td.decode_tiling(B * Hkv, S, torch.bfloat16,
+                                                        torch.device("cuda", 0))
                 consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps),
                               HAS_KPOS=True,
                               HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
                               DOT_PRECISION="tf32", ROPE=rope, PDL=True)
                 rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
-                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk),
+                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS, warps=warps),
                                             divisible=strides, target_arch=target_arch))
     finally:
         td._num_sms = sms

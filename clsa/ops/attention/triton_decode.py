@@ -407,6 +407,52 @@ def default_tiles(dtype: torch.dtype) -> tuple[int, int]:
     return (32, 8) if dtype == torch.float32 and not interpreting() else (64, 4)
 
 
+# A short-span launch of at most two programs per SM reads blocks of up to this many slots with 8
+# warps (``decode_tiling``).
+WIDE_BLOCK = 128
+
+
+def decode_tiling(n_groups: int, S: int, dtype: torch.dtype,
+                  device: torch.device) -> tuple[int, int, int, int]:
+    """(block_s, num_warps, chunk, NS) of a decode launch over ``S`` slots for ``n_groups``
+    groups: ``default_tiles``, then ``split_plan``.
+
+    One exception, for 16-bit inputs: a short span (the compact top-k buffer, a window ring) whose
+    grid stays within two programs per SM reads blocks of min(chunk, WIDE_BLOCK) slots with 8
+    warps (a chunk of more than WIDE_BLOCK slots only if it stays whole blocks). On the
+    yoco-3b shape that is B <= 4: at B = 1 the compact buffer's 16 chunks of 128
+    slots are one block each and the ring's chunks of 64 too; at B = 4 the compact chunks of 256
+    take two blocks. H200 graph profiles of the decode step at 128K (session 10): the step's
+    critical path went 2011 -> 1981 us at B = 1 (cross-layer attention 13.3 -> 10.6 us a layer)
+    and 2286 -> 2231 us at B = 4. At B = 8 (four programs per SM) these tiles lost by 4%
+    (``benchmarks/results/2026-12-04-h200-s10/``)."""
+    block, warps = default_tiles(dtype)
+    chunk, NS = split_plan(n_groups, S, block, device)
+    if (dtype != torch.float32 and triton.cdiv(S, block) <= SHORT_BLOCKS
+            and NS * n_groups <= 2 * _num_sms(device)):
+        if chunk <= WIDE_BLOCK or chunk % WIDE_BLOCK == 0:  # the chunk stays whole blocks
+            block, warps = min(chunk, WIDE_BLOCK), 8
+    return block, warps, chunk, NS
+
+
+def launch_plan(n_groups: int, S: int, dtype: torch.dtype, device: torch.device,
+                block_s: int | None = None, chunk: int | None = None) -> tuple[int, int, int, int]:
+    """(block_s, num_warps, chunk, NS) of a launch (S >= 1): ``decode_tiling`` unless the caller
+    forces the block or the chunk (tests, sweeps); then ``default_tiles`` fills in the rest."""
+    if block_s is None and chunk is None:
+        return decode_tiling(n_groups, S, dtype, device)
+    block, warps = default_tiles(dtype)
+    block_s = block if block_s is None else block_s
+    if chunk is None:
+        return (block_s, warps, *split_plan(n_groups, S, block_s, device))
+    if chunk % block_s:
+        raise ValueError(f"chunk={chunk} must be a multiple of block_s={block_s}")
+    NS = triton.cdiv(S, chunk)
+    if NS > MAX_SPLITS:
+        raise ValueError(f"{NS} splits > {MAX_SPLITS}")
+    return block_s, warps, chunk, NS
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     # fp32 inputs must not silently use tf32 (the fp32 tests hold 1e-4); ignored for bf16/fp16
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -543,21 +589,12 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         raise ValueError(f"Tq * Hq / Hkv = {M} > {MAX_ROWS}: use attention(), which falls back")
     scale = 1.0 / math.sqrt(D) if scale is None else scale
     BM = max(16, triton.next_power_of_2(M))
-    tiles = default_tiles(q.dtype)
-    block_s = tiles[0] if block_s is None else block_s
-    # more rows than one MMA tile (many queries per row) need more warps to stay unspilled
-    num_warps = (tiles[1] if BM <= 16 else 8) if num_warps is None else num_warps
     out = torch.empty(B, Tq, Hq, D, dtype=q.dtype, device=q.device)
     if S == 0:
         return out.zero_()
-    if chunk is None:
-        chunk, NS = split_plan(B * Hkv, S, block_s, q.device)
-    else:
-        if chunk % block_s:
-            raise ValueError(f"chunk={chunk} must be a multiple of block_s={block_s}")
-        NS = triton.cdiv(S, chunk)
-        if NS > MAX_SPLITS:
-            raise ValueError(f"{NS} splits > {MAX_SPLITS}")
+    block_s, warps, chunk, NS = launch_plan(B * Hkv, S, q.dtype, q.device, block_s, chunk)
+    # more rows than one MMA tile (many queries per row) need more warps to stay unspilled
+    num_warps = (warps if BM <= 16 else 8) if num_warps is None else num_warps
     m_part, l_part, acc_part, counters = split_scratch(B * Hkv, M, NS, D, out)
     has_kpos = k_pos is not None
     if not has_kpos:  # every row visible: the kernel never reads k_pos, q_pos or the window

@@ -18,6 +18,8 @@ import math
 
 import torch
 
+from clsa.ops.rotary.naive import rotary
+
 
 def index_mask(idx, num_slots: int):
     """[B, Tq, S] bool from a -1 padded index [B, Tq, K]."""
@@ -28,8 +30,13 @@ def index_mask(idx, num_slots: int):
     return m[..., :num_slots]
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256):
-    """Attention of each query over its selected slots only; query-chunked, differentiable."""
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None):
+    """Attention of each query over its selected slots only; query-chunked, differentiable.
+
+    ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: rotate q by them first (``rotary.naive.rotary``), as
+    ``attention.naive.attention`` does, so kernels may fuse the rotation into their query load."""
+    if rope is not None:
+        q = rotary(q, *rope)
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else scale

@@ -9,10 +9,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clsa.ops.rotary.naive import rotary
 from clsa.ops.sparse_attention.naive import gather_kv, index_mask
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 1024):
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 1024, rope=None):
+    if rope is not None:
+        q = rotary(q, *rope)
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if q.shape[1] == 1:  # decode: gather the K selected rows, attend densely over them
         ks, vs = gather_kv(k, v, idx[:, 0])

@@ -35,11 +35,12 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import (MAX_SPLITS, NEG_INIT, _online_softmax_block,
-                                              _write_group, default_tiles, dot_precision,
-                                              interpreting, kernel_ok, masked_sdpa, merge_tiles,
-                                              needs_grad, pdl_enter, split_plan, split_scratch,
+from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _online_softmax_block,
+                                              _rotate_rows, _tables, _write_group, dot_precision,
+                                              interpreting, kernel_ok, launch_plan, masked_sdpa,
+                                              merge_tiles, needs_grad, pdl_enter, split_scratch,
                                               use_pdl)
+from clsa.ops.rotary.triton_rotary import rotary
 from clsa.ops.sparse_attention import naive
 
 MAX_TQ = 16  # queries per row handled by the kernel (decode, small speculative batches)
@@ -67,17 +68,17 @@ def _gather_step(b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0
 
 @triton.jit
 def _sparse_split_kernel(
-    q, k, v, idx, out, m_part, l_part, acc_part, counters,
-    s_qb, s_qt, s_qh, s_qd,
+    q, k, v, idx, out, m_part, l_part, acc_part, counters, cos, sin,
+    s_qb, s_qt, s_qh, s_qd, s_cb, s_ct,
     s_kb, s_ks, s_kh, s_kd,
     s_vb, s_vs, s_vh, s_vd,
     s_ib, s_it, s_ik,
     S, K, qk_scale,
     TQ: tl.constexpr, HKV: tl.constexpr, G: tl.constexpr, D: tl.constexpr, NS: tl.constexpr,
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
-    BN: tl.constexpr, RB: tl.constexpr,
+    BN: tl.constexpr, RB: tl.constexpr, NBP: tl.constexpr,
     SKIP_EMPTY: tl.constexpr, DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    PDL: tl.constexpr,
+    ROPE: tl.constexpr, PDL: tl.constexpr,
 ):
     pdl_enter(PDL)  # q and the index come from the launches before
     i_s, i_g = tl.program_id(0), tl.program_id(1)
@@ -91,6 +92,10 @@ def _sparse_split_kernel(
     o_hq = (i_h * G + o_m).to(tl.int64)
     p_q = q + i_b * s_qb + i_t * s_qt + o_hq[:, None] * s_qh + o_d[None, :] * s_qd
     b_q = tl.load(p_q, mask=m_m[:, None] & m_d[None, :], other=0.)  # [BM, BD]
+    if ROPE:  # every row is query i_t: one table row, broadcast over the G heads
+        p_cs = i_b * s_cb + i_t * s_ct + o_m[:, None] * 0  # [BM, 1]
+        b_q = _rotate_rows(b_q, p_q + (tl.where(o_d < D // 2, D // 2, -(D // 2)) * s_qd)[None, :],
+                           cos + p_cs, sin + p_cs, o_d, m_m[:, None] & m_d[None, :], D)
 
     b_mi = tl.full([BM], NEG_INIT, dtype=tl.float32)
     b_li = tl.zeros([BM], dtype=tl.float32)
@@ -102,7 +107,18 @@ def _sparse_split_kernel(
     # phase 1 (index only): the span of blocks holding a valid entry; -1 tails cost nothing
     i_first = tl.full((), CHUNK // BS, tl.int32)
     i_last = tl.full((), -1, tl.int32)
-    if SKIP_EMPTY:
+    if SKIP_EMPTY and NBP * BS <= SPAN_VEC:
+        # a chunk of at most SPAN_VEC entries (block-padded): its whole index in one load, one
+        # round trip instead of one per block (as the dense kernel's k_pos scan)
+        o_c = tl.arange(0, NBP * BS)
+        o_j = tl.where(o_c < CHUNK, i_s * CHUNK + o_c, K).to(tl.int64)  # past the chunk: masked
+        b_ix = tl.load(p_ib + o_j * s_ik, mask=o_j < K, other=-1)  # [NBP * BS]
+        b_ok = ((b_ix >= 0) & (b_ix < S)).to(tl.int32)
+        b_any = tl.max(tl.reshape(b_ok, [NBP, BS]), axis=1)  # [NBP]
+        o_b = tl.arange(0, NBP)
+        i_first = tl.min(tl.where(b_any > 0, o_b, CHUNK // BS), axis=0)
+        i_last = tl.max(tl.where(b_any > 0, o_b, -1), axis=0)
+    elif SKIP_EMPTY:
         for i_blk in range(0, CHUNK // BS):
             o_j = (i_s * CHUNK + i_blk * BS + tl.arange(0, BS)).to(tl.int64)
             b_ix = tl.load(p_ib + o_j * s_ik, mask=o_j < K, other=-1)  # [BS]
@@ -119,8 +135,8 @@ def _sparse_split_kernel(
                 b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
                 i_s * CHUNK + i_blk * BS, True, b_mi, b_li, b_acc, qk_scale,
                 BS, BM, BD, G, D, DOT_PRECISION)
-    else:
-        for i_blk in range(0, CHUNK // BS):
+    else:  # up to NBP >= CHUNK / BS blocks: a span reaching past the chunk would count twice
+        for i_blk in range(0, NBP):
             b_mi, b_li, b_acc = _gather_step(
                 b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
                 i_s * CHUNK + i_blk * BS, (i_blk >= i_first) & (i_blk <= i_last),
@@ -136,8 +152,9 @@ def _sparse_split_kernel(
 def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
                             block_s: int | None = None, chunk: int | None = None,
                             skip_empty: bool = True, num_warps: int | None = None,
-                            num_stages: int = 2):
-    """The kernel launcher (no fallback); ``chunk`` overrides the split plan (tests)."""
+                            num_stages: int = 2, rope=None):
+    """The kernel launcher (no fallback); ``chunk`` overrides the split plan (tests). ``rope`` =
+    (cos, sin) [B, Tq, D/2]: rotate q as it is loaded (see ``sparse_attention``)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -152,51 +169,48 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         raise ValueError(f"Tq={Tq} > {MAX_TQ}: use sparse_attention(), which falls back")
     K = idx.shape[2]
     G = Hq // Hkv
+    cos, sin = _tables(rope, q)
     scale = 1.0 / math.sqrt(D) if scale is None else scale
-    tiles = default_tiles(q.dtype)
-    block_s = tiles[0] if block_s is None else block_s
-    num_warps = tiles[1] if num_warps is None else num_warps
     out = torch.empty(B, Tq, Hq, D, dtype=q.dtype, device=q.device)
     if K == 0 or S == 0:
         return out.zero_()
     n_groups = B * Tq * Hkv
-    if chunk is None:
-        chunk, NS = split_plan(n_groups, K, block_s, q.device)
-    else:
-        if chunk % block_s:
-            raise ValueError(f"chunk={chunk} must be a multiple of block_s={block_s}")
-        NS = triton.cdiv(K, chunk)
-        if NS > MAX_SPLITS:
-            raise ValueError(f"{NS} splits > {MAX_SPLITS}")
+    block_s, warps, chunk, NS = launch_plan(n_groups, K, q.dtype, q.device, block_s, chunk)
+    num_warps = warps if num_warps is None else num_warps
     m_part, l_part, acc_part, counters = split_scratch(n_groups, G, NS, D, out)
     _sparse_split_kernel[(NS, n_groups)](
-        q, k, v, idx, out, m_part, l_part, acc_part, counters,
-        *q.stride(), *k.stride(), *v.stride(), *idx.stride(),
+        q, k, v, idx, out, m_part, l_part, acc_part, counters, cos, sin,
+        *q.stride(), *cos.stride()[:2], *k.stride(), *v.stride(), *idx.stride(),
         S, K, scale * 1.4426950408889634,
         TQ=Tq, HKV=Hkv, G=G, D=D, NS=NS, CHUNK=chunk, BS=block_s,
         BM=max(16, triton.next_power_of_2(G)), BD=max(16, triton.next_power_of_2(D)),
+        NBP=triton.next_power_of_2(chunk // block_s),
         **merge_tiles(G, NS, D, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
-        PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
+        ROPE=rope is not None, PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256):
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None):
     """Attention of each query over its selected slots only; same API and result as
     ``naive.sparse_attention`` (for rows of distinct slots).
 
     q [B, Tq, Hq, D]; k, v [B, S, Hkv, D]; idx [B, Tq, K] int, -1 padded. A row of only -1
-    returns zeros. Kernel when Tq <= 16, no gradient is needed and the tensors are on CUDA (or the
+    returns zeros. ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: q is first rotated by them (NeoX
+    layout); the kernel does it as it loads q, which saves a rotary launch per layer.
+    Kernel when Tq <= 16, no gradient is needed and the tensors are on CUDA (or the
     interpreter is on): fp32/bf16/fp16 in, fp32 accumulation, no host sync (CUDA-graph safe).
     Otherwise masked SDPA on CUDA or ``naive.sparse_attention`` on CPU (``query_chunk`` applies
     there only).
     """
     if q.shape[1] > MAX_TQ or needs_grad(q, k, v) or not kernel_ok(q, k, v, idx):
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+        if rope is not None:
+            q = rotary(q, *rope)
         if q.is_cuda:
             S = k.shape[1]
             return masked_sdpa(q, k, v, lambda s, e: naive.index_mask(idx[:, s:e], S),
                                scale, query_chunk)
         return naive.sparse_attention(q, k, v, idx, scale, query_chunk)
-    return sparse_attention_decode(q, k, v, idx, scale)
+    return sparse_attention_decode(q, k, v, idx, scale, rope=rope)
