@@ -158,13 +158,18 @@ def test_decode_tiling(monkeypatch, span, B, want):
     assert td.launch_plan(8 * B, span, torch.bfloat16, torch.device("cpu"), block_s=32)[0] == 32
 
 
-def test_long_span_split_plan_fills_the_gpu(monkeypatch):
-    # a 128K dense cache: about four programs per SM, at most MAX_SPLITS per group
+@pytest.mark.parametrize("S, B, want", [
+    # 128K: 64 splits of 2048 slots at every batch (B = 8 took 999 us so, 1205 with one exact
+    # wave of 8 splits and 1696 with 9, a second nearly empty wave)
+    (131072, 1, 64), (131072, 4, 64), (131072, 8, 64), (131072, 64, 64),
+    # 8K: whole waves of ~4 programs per SM, or 2048-slot chunks when those are more splits
+    (8192, 1, 64), (8192, 8, 8), (8192, 16, 4), (8192, 200, 4),
+])
+def test_long_span_split_plan(monkeypatch, S, B, want):
     monkeypatch.setattr(td, "_num_sms", lambda device: 132)
-    for B in (1, 4, 8):
-        chunk, ns = td.split_plan(8 * B, 131072, 64, torch.device("cpu"))
-        assert ns == min(td.MAX_SPLITS, -(-4 * 132 // (8 * B)))
-        assert (ns - 1) * chunk < 131072 <= ns * chunk
+    chunk, ns = td.split_plan(8 * B, S, 64, torch.device("cpu"))
+    assert ns == want and chunk % 64 == 0 and (ns - 1) * chunk < S <= ns * chunk
+    assert ns * 8 * B <= max(4 * 132, 8 * B * S // 2048)  # never a nearly empty extra wave
 
 
 def test_counters_reset_between_launches():

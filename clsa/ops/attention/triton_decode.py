@@ -323,14 +323,21 @@ def _num_sms(device: torch.device) -> int:
 SHORT_BLOCKS = 64
 SHORT_SPLITS = 16
 SHORT_SPLITS_BUSY = 8
+# Long spans split into chunks of at least this many blocks (2048 slots of 64) beyond one wave.
+LONG_CHUNK_BLOCKS = 32
 
 
 def split_plan(n_groups: int, S: int, block: int, device: torch.device,
                max_splits: int = MAX_SPLITS) -> tuple[int, int]:
     """(chunk, num_splits): slots per program and programs per group.
 
-    Long spans aim at ~4 programs/SM, so that enough K/V loads are in flight to stream the cache
-    at the copy bandwidth. Short spans (at most SHORT_BLOCKS blocks: 2048 top-k slots, a 1024-slot
+    Long spans take as many splits as keep chunks of at least LONG_CHUNK_BLOCKS blocks (up to
+    ``max_splits``), and at least ~4 programs per SM (whole waves: a split count rounded up would
+    leave a second, nearly empty wave). Many waves of short programs balance themselves across the
+    SMs; one exact wave of long ones does not. H200, 128K, yoco-3b heads (session 10,
+    ``benchmarks/results/2026-12-04-h200-s10/``): B = 4 took 912 us with 17 splits (the old
+    round-up rule), 609 with 16 and 510 with 64 (SDPA 493); B = 8 1696 with 9, 1205 with 8 and
+    999 with 64 (SDPA 971). Short spans (at most SHORT_BLOCKS blocks: 2048 top-k slots, a 1024-slot
     window) take the largest power-of-2 split count up to SHORT_SPLITS that keeps the grid within
     two programs per SM, or up to SHORT_SPLITS_BUSY within four per SM: there a program's fixed
     cost (query load, partial write, ticket, the last program's merge of NS partials) outweighs
@@ -350,7 +357,8 @@ def split_plan(n_groups: int, S: int, block: int, device: torch.device,
                 or (want * 2 <= SHORT_SPLITS_BUSY and want * 2 * n_groups <= 4 * sms)):
             want *= 2
     else:
-        want = max(1, min(max_splits, triton.cdiv(4 * sms, n_groups), n_blocks))
+        want = max(1, min(max_splits, max(4 * sms // n_groups, n_blocks // LONG_CHUNK_BLOCKS),
+                          n_blocks))
     chunk = triton.cdiv(n_blocks, want) * block
     return chunk, triton.cdiv(S, chunk)
 
