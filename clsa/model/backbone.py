@@ -134,7 +134,9 @@ class CLSABackbone(nn.Module):
         # layer that reuses the index reads the compact buffer instead of the whole cache; or
         # each layer's kernel gathers the rows from the cache itself (CLSAConfig.decode_gather;
         # "auto": once at batch 1, per layer above, the faster in H200 decode-step profiles).
-        mode = c.decode_gather if c.decode_gather != "auto" else ("once" if h.shape[0] == 1 else "per_layer")
+        mode = c.decode_gather
+        if mode == "auto":
+            mode = "once" if h.shape[0] == 1 else "per_layer"
         gather_once = sparse and h.shape[1] == 1 and mode == "once"
         idx, gathered, calls, seen, f = None, None, 0, {}, None
         for i, blk in enumerate(self.cross_layers):

@@ -154,7 +154,8 @@ def test_decode_tiling(monkeypatch, span, B, want):
     got = td.decode_tiling(8 * B, span, torch.bfloat16, torch.device("cpu"))
     assert got == want and got[2] % got[0] == 0
     # fp32 keeps its unspilled tiles; a forced block or chunk overrides the plan
-    assert td.decode_tiling(8 * B, span, torch.float32, torch.device("cpu"))[:2] == td.default_tiles(torch.float32)
+    fp32 = td.decode_tiling(8 * B, span, torch.float32, torch.device("cpu"))
+    assert fp32[:2] == td.default_tiles(torch.float32)
     assert td.launch_plan(8 * B, span, torch.bfloat16, torch.device("cpu"), block_s=32)[0] == 32
 
 

@@ -57,4 +57,4 @@ def test_every_gemv_tiling_compiles_for_sm90_without_spills():
 @needs_ptxas
 def test_every_decode_attention_variant_compiles_for_sm90_without_spills():
     rows = _report("clsa.ops.attention.bench")
-    assert {r["kind"] for r in rows} == {"compact", "ring", "dense"}
+    assert {r["kind"] for r in rows} == {"compact", "ring", "dense", "sparse"}

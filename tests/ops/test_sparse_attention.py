@@ -157,7 +157,8 @@ def test_sparse_rope_fused_into_the_query_load(Tq, D):
     assert not torch.allclose(ref, naive.sparse_attention(q, k, v, idx), atol=1e-3)
     # a forced split (the merge) and the Tq > 16 fallback rotate the same way
     assert_close(sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16, rope=rope), ref)
-    q17, idx17, rope17 = torch.randn(1, 17, Hq, D), make_index(1, 17, S, K, [K]), rope_tables(1, 17, D)
+    q17, idx17 = torch.randn(1, 17, Hq, D), make_index(1, 17, S, K, [K])
+    rope17 = rope_tables(1, 17, D)
     assert_close(sd.sparse_attention(q17, k[:1], v[:1], idx17, rope=rope17),
                  naive.sparse_attention(q17, k[:1], v[:1], idx17, rope=rope17))
 

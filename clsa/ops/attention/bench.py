@@ -185,11 +185,45 @@ def bench_sparse_decode(B: int, S: int, K: int, Hq: int, Hkv: int, D: int, n_lay
 
 
 def compile_report(target_arch: int = 90) -> list[dict]:
-    """Compile ``_attn_split_kernel`` for sm_90 (no GPU) in the decode launches of the yoco-3b
-    head shape (24 query heads on 8 K/V heads, D = 128, bf16) under the split plan for 132 SMs:
-    the 2048-slot compact buffer, the 1024-slot window ring with rope, a dense 128K cache, at
-    B = 1 and 8, and a 4-query row (speculative decoding). The kernel sits near the 255-register
-    limit, so a change that spills shows here first."""
+    """Compile the decode kernels for sm_90 (no GPU) in the launches of the yoco-3b head shape
+    (24 query heads on 8 K/V heads, D = 128, bf16) under the tiling and split plan for 132 SMs.
+    ``_attn_split_kernel``: the 2048-slot compact buffer, the 1024-slot window ring with rope, a
+    dense 128K cache, at B = 1 and 8, and a 4-query row (speculative decoding).
+    ``_sparse_split_kernel`` (gather per layer, rope fused): a 2048-entry index at B = 1, 2, 4, 8.
+    The kernels sit near the 255-register limit, so a change that spills shows here first."""
+    rows = _compile_dense(target_arch)
+    return rows + _compile_sparse(target_arch)
+
+
+def _compile_sparse(target_arch: int) -> list[dict]:
+    from clsa.ops.compile_check import compile_variant
+
+    fn = sd._sparse_split_kernel
+    types = {a: "i32" for a in fn.arg_names}
+    types.update({a: "*bf16" for a in ("q", "k", "v", "out")})
+    types.update({a: "*fp32" for a in ("m_part", "l_part", "acc_part", "cos", "sin")})
+    types.update(idx="*i32", counters="*i32", qk_scale="fp32")
+    unit = dict(s_qd=1, s_kd=1, s_vd=1, s_ik=1)  # contiguous rows: Triton specializes 1s
+    strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
+    Hkv, G, D, K = 8, 3, 128, 2048
+    sms, td._num_sms = td._num_sms, lambda device: 132
+    rows = []
+    try:
+        for B in (1, 2, 4, 8):
+            BS, warps, chunk, NS = td.decode_tiling(B * Hkv, K, torch.bfloat16,
+                                                    torch.device("cuda", 0))
+            consts = dict(unit, **sd.tile_meta(1, Hkv, G, D, NS, chunk, BS, warps), SKIP_EMPTY=True,
+                          DYN_SPAN=True, DOT_PRECISION="tf32", ROPE=True, PDL=True)
+            rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
+                                        dict(kind="sparse", B=B, Tq=1, NS=NS, chunk=chunk, BS=BS,
+                                             warps=warps),
+                                        divisible=strides, target_arch=target_arch))
+    finally:
+        td._num_sms = sms
+    return rows
+
+
+def _compile_dense(target_arch: int) -> list[dict]:
     from clsa.ops.compile_check import compile_variant
 
     fn = td._attn_split_kernel
@@ -215,7 +249,8 @@ def compile_report(target_arch: int = 90) -> list[dict]:
                               HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
                               DOT_PRECISION="tf32", ROPE=rope, PDL=True)
                 rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
-                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS, warps=warps),
+                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS,
+                                                 warps=warps),
                                             divisible=strides, target_arch=target_arch))
     finally:
         td._num_sms = sms

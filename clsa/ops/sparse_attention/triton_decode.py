@@ -149,6 +149,15 @@ def _sparse_split_kernel(
                  G, HKV * G, G, D, NS, BM, BD, BN, RB)
 
 
+def tile_meta(Tq: int, Hkv: int, G: int, D: int, NS: int, chunk: int, block_s: int,
+              num_warps: int) -> dict:
+    """The shape constexprs of ``_sparse_split_kernel`` for a launch (the launcher and the sm_90
+    compile report both take them from here)."""
+    return dict(TQ=Tq, HKV=Hkv, G=G, D=D, NS=NS, CHUNK=chunk, BS=block_s,
+                BM=max(16, triton.next_power_of_2(G)), BD=max(16, triton.next_power_of_2(D)),
+                NBP=triton.next_power_of_2(chunk // block_s), **merge_tiles(G, NS, D, num_warps))
+
+
 def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
                             block_s: int | None = None, chunk: int | None = None,
                             skip_empty: bool = True, num_warps: int | None = None,
@@ -182,12 +191,10 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         q, k, v, idx, out, m_part, l_part, acc_part, counters, cos, sin,
         *q.stride(), *cos.stride()[:2], *k.stride(), *v.stride(), *idx.stride(),
         S, K, scale * 1.4426950408889634,
-        TQ=Tq, HKV=Hkv, G=G, D=D, NS=NS, CHUNK=chunk, BS=block_s,
-        BM=max(16, triton.next_power_of_2(G)), BD=max(16, triton.next_power_of_2(D)),
-        NBP=triton.next_power_of_2(chunk // block_s),
-        **merge_tiles(G, NS, D, num_warps),
+        **tile_meta(Tq, Hkv, G, D, NS, chunk, block_s, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
-        ROPE=rope is not None, PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
+        ROPE=rope is not None, PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages,
+        launch_pdl=use_pdl(),
     )
     return out
 
