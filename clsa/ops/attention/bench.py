@@ -191,8 +191,11 @@ def compile_report(target_arch: int = 90) -> list[dict]:
     dense 128K cache, at B = 1 and 8, and a 4-query row (speculative decoding).
     ``_sparse_split_kernel`` (gather per layer, rope fused): a 2048-entry index at B = 1, 2, 4, 8.
     The kernels sit near the 255-register limit, so a change that spills shows here first."""
-    rows = _compile_dense(target_arch)
-    return rows + _compile_sparse(target_arch)
+    sms, td._num_sms = td._num_sms, lambda device: 132  # the H100 / H200 plan, no GPU
+    try:
+        return _compile_dense(target_arch) + _compile_sparse(target_arch)
+    finally:
+        td._num_sms = sms
 
 
 def _compile_sparse(target_arch: int) -> list[dict]:
@@ -206,20 +209,15 @@ def _compile_sparse(target_arch: int) -> list[dict]:
     unit = dict(s_qd=1, s_kd=1, s_vd=1, s_ik=1)  # contiguous rows: Triton specializes 1s
     strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
     Hkv, G, D, K = 8, 3, 128, 2048
-    sms, td._num_sms = td._num_sms, lambda device: 132
     rows = []
-    try:
-        for B in (1, 2, 4, 8):
-            BS, warps, chunk, NS = td.decode_tiling(B * Hkv, K, torch.bfloat16,
-                                                    torch.device("cuda", 0))
-            consts = dict(unit, **sd.tile_meta(1, Hkv, G, D, NS, chunk, BS, warps), SKIP_EMPTY=True,
-                          DYN_SPAN=True, DOT_PRECISION="tf32", ROPE=True, PDL=True)
-            rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
-                                        dict(kind="sparse", B=B, Tq=1, NS=NS, chunk=chunk, BS=BS,
-                                             warps=warps),
-                                        divisible=strides, target_arch=target_arch))
-    finally:
-        td._num_sms = sms
+    for B in (1, 2, 4, 8):
+        BS, warps, chunk, NS = td.decode_tiling(B * Hkv, K, torch.bfloat16, torch.device("cuda", 0))
+        consts = dict(unit, **sd.tile_meta(1, Hkv, G, D, NS, chunk, BS, warps), SKIP_EMPTY=True,
+                      DYN_SPAN=True, DOT_PRECISION="tf32", ROPE=True, PDL=True)
+        rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
+                                    dict(kind="sparse", B=B, Tq=1, NS=NS, chunk=chunk, BS=BS,
+                                         warps=warps),
+                                    divisible=strides, target_arch=target_arch))
     return rows
 
 
@@ -235,25 +233,20 @@ def _compile_dense(target_arch: int) -> list[dict]:
     unit = dict(s_qd=1, s_kd=1, s_vd=1, s_kps=1, s_qpt=1)  # contiguous rows: Triton specializes 1s
     strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
     Hkv, G, D = 8, 3, 128
-    sms, td._num_sms = td._num_sms, lambda device: 132
     rows = []
-    try:
-        for kind, S, window, rope in (("compact", 2048, False, False), ("ring", 1024, True, True),
-                                      ("dense", 131072, False, False)):
-            for B, Tq in ((1, 1), (8, 1), (1, 4)):
-                M = Tq * G
-                BS, warps, chunk, NS = td.decode_tiling(B * Hkv, S, torch.bfloat16,
-                                                        torch.device("cuda", 0))
-                consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps),
-                              HAS_KPOS=True,
-                              HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
-                              DOT_PRECISION="tf32", ROPE=rope, PDL=True)
-                rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
-                                            dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS,
-                                                 warps=warps),
-                                            divisible=strides, target_arch=target_arch))
-    finally:
-        td._num_sms = sms
+    for kind, S, window, rope in (("compact", 2048, False, False), ("ring", 1024, True, True),
+                                  ("dense", 131072, False, False)):
+        for B, Tq in ((1, 1), (8, 1), (1, 4)):
+            M = Tq * G
+            BS, warps, chunk, NS = td.decode_tiling(B * Hkv, S, torch.bfloat16,
+                                                    torch.device("cuda", 0))
+            consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps), HAS_KPOS=True,
+                          HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
+                          DOT_PRECISION="tf32", ROPE=rope, PDL=True)
+            rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
+                                        dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS,
+                                             warps=warps),
+                                        divisible=strides, target_arch=target_arch))
     return rows
 
 

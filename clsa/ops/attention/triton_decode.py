@@ -103,6 +103,16 @@ def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m
 
 
 @triton.jit
+def _block_span(b_in, NBP: tl.constexpr, BS: tl.constexpr, CHUNK: tl.constexpr):
+    """(first, last) block of a chunk scanned in one load: ``b_in`` [NBP * BS] int32 flags the
+    slots to read (0 past the chunk); (CHUNK // BS, -1) when none is flagged."""
+    b_any = tl.max(tl.reshape(b_in, [NBP, BS]), axis=1)  # [NBP]
+    o_b = tl.arange(0, NBP)
+    return (tl.min(tl.where(b_any > 0, o_b, CHUNK // BS), axis=0),
+            tl.max(tl.where(b_any > 0, o_b, -1), axis=0))
+
+
+@triton.jit
 def _rotate_rows(b_x, p_partner, p_cos, p_sin, o_d, m_x, D: tl.constexpr):
     """Rotary (NeoX half-split) of the rows b_x [BM, BD] as they are loaded, in fp32, cast back to
     b_x's dtype (``ops.rotary``'s rounding): x_i cos_i - x_{i+D/2} sin_i in the first half,
@@ -267,11 +277,8 @@ def _attn_split_kernel(
         o_c = tl.arange(0, NBP * BS)
         o_s = tl.where(o_c < CHUNK, i_s * CHUNK + o_c, S).to(tl.int64)  # past the chunk: masked
         b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [NBP * BS]
-        b_in = ((b_kp >= b_lo) & (b_kp <= b_hi)).to(tl.int32)
-        b_any = tl.max(tl.reshape(b_in, [NBP, BS]), axis=1)  # [NBP]
-        o_b = tl.arange(0, NBP)
-        i_first = tl.min(tl.where(b_any > 0, o_b, CHUNK // BS), axis=0)
-        i_last = tl.max(tl.where(b_any > 0, o_b, -1), axis=0)
+        i_first, i_last = _block_span(((b_kp >= b_lo) & (b_kp <= b_hi)).to(tl.int32), NBP, BS,
+                                      CHUNK)
     elif SKIP_EMPTY:
         for i_blk in range(0, CHUNK // BS):
             o_s = (i_s * CHUNK + i_blk * BS + tl.arange(0, BS)).to(tl.int64)

@@ -35,11 +35,11 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _online_softmax_block,
-                                              _rotate_rows, _tables, _write_group, dot_precision,
-                                              interpreting, kernel_ok, launch_plan, masked_sdpa,
-                                              merge_tiles, needs_grad, pdl_enter, split_scratch,
-                                              use_pdl)
+from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _block_span,
+                                              _online_softmax_block, _rotate_rows, _tables,
+                                              _write_group, dot_precision, interpreting, kernel_ok,
+                                              launch_plan, masked_sdpa, merge_tiles, needs_grad,
+                                              pdl_enter, split_scratch, use_pdl)
 from clsa.ops.rotary.triton_rotary import rotary
 from clsa.ops.sparse_attention import naive
 
@@ -113,11 +113,7 @@ def _sparse_split_kernel(
         o_c = tl.arange(0, NBP * BS)
         o_j = tl.where(o_c < CHUNK, i_s * CHUNK + o_c, K).to(tl.int64)  # past the chunk: masked
         b_ix = tl.load(p_ib + o_j * s_ik, mask=o_j < K, other=-1)  # [NBP * BS]
-        b_ok = ((b_ix >= 0) & (b_ix < S)).to(tl.int32)
-        b_any = tl.max(tl.reshape(b_ok, [NBP, BS]), axis=1)  # [NBP]
-        o_b = tl.arange(0, NBP)
-        i_first = tl.min(tl.where(b_any > 0, o_b, CHUNK // BS), axis=0)
-        i_last = tl.max(tl.where(b_any > 0, o_b, -1), axis=0)
+        i_first, i_last = _block_span(((b_ix >= 0) & (b_ix < S)).to(tl.int32), NBP, BS, CHUNK)
     elif SKIP_EMPTY:
         for i_blk in range(0, CHUNK // BS):
             o_j = (i_s * CHUNK + i_blk * BS + tl.arange(0, BS)).to(tl.int64)
