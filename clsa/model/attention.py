@@ -79,25 +79,28 @@ class CrossAttention(nn.Module):
         B, T, _ = x.shape
         return Rope.of(rope, self.theta)(ops.linear(x, self.q_proj.weight).view(B, T, self.h, self.d))
 
-    def forward(self, x, rope, q_pos, kv_start, shared, idx=None, gathered=None):
+    def forward(self, x, rope, q_pos, kv_start, shared, idx=None, gathered=None, kv_ready=False):
         """shared = (k, v, k_pos) of the whole cache; gathered = (k_sel, v_sel, sel_pos) at decode."""
-        return self.attend(ops.linear(x, self.q_proj.weight), rope, q_pos, kv_start, shared, idx, gathered)
+        return self.attend(ops.linear(x, self.q_proj.weight), rope, q_pos, kv_start, shared, idx, gathered,
+                           kv_ready)
 
-    def attend(self, q, rope, q_pos, kv_start, shared, idx=None, gathered=None):
-        """The layer after its input projection: q [B, T, Hq D] (before rotary) -> [B, T, C]."""
+    def attend(self, q, rope, q_pos, kv_start, shared, idx=None, gathered=None, kv_ready=False):
+        """The layer after its input projection: q [B, T, Hq D] (before rotary) -> [B, T, C].
+        ``kv_ready``: the K/V it reads (and the index) were written before the layer's input
+        projection began (``ops.attention``'s scheduling hint)."""
         B, T, _ = q.shape
         tables = Rope.of(rope, self.theta).tables(self.d)
         q = q.view(B, T, self.h, self.d)  # unrotated: ops.attention rotates it as it loads it
         if gathered is not None:  # decode: attend over the compact buffer gathered once per step
             k_sel, v_sel, sel_pos = gathered
             o = ops.attention(q, k_sel, v_sel, q_pos, sel_pos, kv_start, None, self.scale,
-                              query_chunk=self.chunk, rope=tables)
+                              query_chunk=self.chunk, rope=tables, kv_ready=kv_ready)
         elif idx is not None:
             o = ops.sparse_attention(q, shared[0], shared[1], idx, self.scale,
-                                     query_chunk=self.chunk, rope=tables)
+                                     query_chunk=self.chunk, rope=tables, kv_ready=kv_ready)
         else:
             o = ops.attention(q, shared[0], shared[1], q_pos, shared[2], kv_start, None, self.scale,
-                              query_chunk=self.chunk, rope=tables)
+                              query_chunk=self.chunk, rope=tables, kv_ready=kv_ready)
         return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 

@@ -141,7 +141,12 @@ class CLSABackbone(nn.Module):
         idx, gathered, calls, seen, f = None, None, 0, {}, None
         for i, blk in enumerate(self.cross_layers):
             indexer = self.indexer if (i == 0 and self.indexer is not None) else blk.indexer
+            # the K/V (and index) this layer reads were written before the previous cross layer's
+            # attention began, unless a new index (and gather) comes right before this layer: its
+            # attention kernel may then read them while its query projection still runs
+            kv_ready = i > 0
             if sparse and indexer is not None:
+                kv_ready = False
                 h, f = settle(h, f), None  # the indexer reads this layer's input itself
                 idx = indexer(h, positions, q_pos, kv_start, keys[i].k, k_scale=keys[i].scale)
                 calls += 1
@@ -152,7 +157,8 @@ class CLSABackbone(nn.Module):
             if sparse:
                 seen[i] = idx
             h, f = blk(h, positions, q_pos, kv_start, shared,
-                       idx=idx if sparse and not gather_once else None, gathered=gathered, pending=f)
+                       idx=idx if sparse and not gather_once else None, gathered=gathered, pending=f,
+                       kv_ready=kv_ready)
         self.last_routing = Routing(seen, calls)
         return h, f
 

@@ -24,6 +24,8 @@ Byte counts (to compare with the 3.0 TB/s copy bandwidth of REFERENCE.md section
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from triton.testing import do_bench
 
@@ -210,13 +212,13 @@ def _compile_sparse(target_arch: int) -> list[dict]:
     strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
     Hkv, G, D, K = 8, 3, 128, 2048
     rows = []
-    for B in (1, 2, 4, 8):
+    for B, preload in itertools.product((1, 2, 4, 8), (False, True)):
         BS, warps, chunk, NS = td.decode_tiling(B * Hkv, K, torch.bfloat16, torch.device("cuda", 0))
         consts = dict(unit, **sd.tile_meta(1, Hkv, G, D, NS, chunk, BS, warps), SKIP_EMPTY=True,
-                      DYN_SPAN=True, DOT_PRECISION="tf32", ROPE=True, PDL=True)
+                      DYN_SPAN=True, DOT_PRECISION="tf32", ROPE=True, PRELOAD=preload, PDL=True)
         rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
                                     dict(kind="sparse", B=B, Tq=1, NS=NS, chunk=chunk, BS=BS,
-                                         warps=warps),
+                                         warps=warps, preload=preload),
                                     divisible=strides, target_arch=target_arch))
     return rows
 
@@ -234,18 +236,21 @@ def _compile_dense(target_arch: int) -> list[dict]:
     strides = [a for a in fn.arg_names if a.startswith("s_") and a not in unit]
     Hkv, G, D = 8, 3, 128
     rows = []
-    for kind, S, window, rope in (("compact", 2048, False, False), ("ring", 1024, True, True),
-                                  ("dense", 131072, False, False)):
-        for B, Tq in ((1, 1), (8, 1), (1, 4)):
+    # the cross layers' launches (compact buffer, dense cache) also with the first block read
+    # before the wait (kv_ready); the ring never is
+    for kind, S, window, rope, preloads in (("compact", 2048, False, True, (False, True)),
+                                            ("ring", 1024, True, True, (False,)),
+                                            ("dense", 131072, False, True, (False, True))):
+        for (B, Tq), preload in itertools.product(((1, 1), (8, 1), (1, 4)), preloads):
             M = Tq * G
             BS, warps, chunk, NS = td.decode_tiling(B * Hkv, S, torch.bfloat16,
                                                     torch.device("cuda", 0))
             consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps), HAS_KPOS=True,
                           HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
-                          DOT_PRECISION="tf32", ROPE=rope, PDL=True)
+                          DOT_PRECISION="tf32", ROPE=rope, PRELOAD=preload, PDL=True)
             rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
                                         dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS,
-                                             warps=warps),
+                                             warps=warps, preload=preload),
                                         divisible=strides, target_arch=target_arch))
     return rows
 

@@ -40,7 +40,7 @@ def visible_mask(q_pos, k_pos, kv_start, window: int | None):
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
               scale: float | None = None, query_chunk: int = 256, ring: int | None = None,
-              rope=None):
+              rope=None, kv_ready: bool = False):
     """Attention of ``q`` over the visible keys; computed in query chunks of ``query_chunk``.
 
     ``ring`` is a layout hint fast paths may use (stock.py): the caller guarantees that key rows
@@ -49,6 +49,13 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
 
     ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: rotate q by them first (``rotary.naive.rotary``), so
     callers hand over the unrotated query and kernels may fuse the rotation into their load.
+
+    ``kv_ready`` is a scheduling hint the result never depends on. The caller guarantees that
+    k, v and k_pos were written before the launch before this call began, and that q_pos,
+    kv_start and the rope tables were too: then a kernel launched early (programmatic dependent
+    launch) may read them before it waits for that launch, which writes only q. In the decode
+    step that holds for every cross-decoder layer but one that follows a new index or gather:
+    the attention launch of the layer before lies between (README.md of ``ops/attention``).
 
     Memory is O(B * Hq * query_chunk * S) at a time, never O(Tq * S) for the whole sequence.
     Differentiable (used by training on CPU).

@@ -54,7 +54,7 @@ def ring_prefix(q_pos, k_pos, window) -> int | None:
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
               scale: float | None = None, query_chunk: int = 1024, ring: int | None = None,
-              rope=None):
+              rope=None, kv_ready: bool = False):
     if rope is not None:
         q = rotary(q, *rope)
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]

@@ -84,9 +84,20 @@ def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m
                 b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
                 D: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr, HAS_KPOS: tl.constexpr,
                 HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Slots [i_s0, i_s0 + BS) of one K/V head: visibility from k_pos, K/V rows that no query
-    can see are masked out of the loads (no bytes, zeros), then one online-softmax step.
-    ``m_blk`` False turns the whole block off (the interpreter's stand-in for the span bounds)."""
+    """Slots [i_s0, i_s0 + BS) of one K/V head (``_dense_load``), then one online-softmax step."""
+    b_k, b_v, b_vis = _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
+                                  b_qp, b_ks, b_lo, b_hi, window, BS, BD, D, HAS_KPOS, HAS_WINDOW)
+    return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
+                                 DOT_PRECISION)
+
+
+@triton.jit
+def _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
+                b_qp, b_ks, b_lo, b_hi, window, BS: tl.constexpr, BD: tl.constexpr,
+                D: tl.constexpr, HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr):
+    """Slots [i_s0, i_s0 + BS) of one K/V head: (K, V, visibility [BM, BS]). Visibility comes from
+    k_pos; K/V rows that no query can see are masked out of the loads (no bytes, zeros). ``m_blk``
+    False turns the whole block off (the interpreter's stand-in for the span bounds)."""
     o_s = (i_s0 + tl.arange(0, BS)).to(tl.int64)
     o_d = tl.arange(0, BD)
     b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [BS]
@@ -98,8 +109,7 @@ def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m
     m_kv = ((b_kp >= b_lo) & (b_kp <= b_hi))[:, None] & (o_d < D)[None, :]  # [BS, BD]
     b_k = tl.load(p_kb + o_s[:, None] * s_ks + o_d[None, :] * s_kd, mask=m_kv, other=0.)
     b_v = tl.load(p_vb + o_s[:, None] * s_vs + o_d[None, :] * s_vd, mask=m_kv, other=0.)
-    return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
-                                 DOT_PRECISION)
+    return b_k, b_v, b_vis
 
 
 @triton.jit
@@ -124,6 +134,16 @@ def _rotate_rows(b_x, p_partner, p_cos, p_sin, o_d, m_x, D: tl.constexpr):
     b_p = tl.load(p_partner, mask=m_x, other=0.).to(tl.float32)
     b_p = tl.where((o_d < D // 2)[None, :], -b_p, b_p)
     return (b_x.to(tl.float32) * b_c + b_p * b_s).to(b_x.dtype)
+
+
+@triton.jit
+def _query_tile(p_q, p_cos, p_sin, s_qd, o_d, m_q, D: tl.constexpr, ROPE: tl.constexpr):
+    """The [BM, BD] query tile at ``p_q``, rotated by the table rows at p_cos / p_sin with ROPE."""
+    b_q = tl.load(p_q, mask=m_q, other=0.)
+    if ROPE:
+        b_q = _rotate_rows(b_q, p_q + (tl.where(o_d < D // 2, D // 2, -(D // 2)) * s_qd)[None, :],
+                           p_cos, p_sin, o_d, m_q, D)
+    return b_q
 
 
 @triton.jit
@@ -224,9 +244,11 @@ def _attn_split_kernel(
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
     BN: tl.constexpr, RB: tl.constexpr, NBP: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
-    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, ROPE: tl.constexpr, PDL: tl.constexpr,
+    DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, ROPE: tl.constexpr,
+    PRELOAD: tl.constexpr, PDL: tl.constexpr,
 ):
-    pdl_enter(PDL)  # q (and, for the ring, this step's K/V row) come from the launches before
+    if not PRELOAD:
+        pdl_enter(PDL)  # q (and, for the ring, this step's K/V row) come from the launches before
     i_s, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // HKV, i_bh % HKV
     i_b64 = i_b.to(tl.int64)
@@ -240,11 +262,10 @@ def _attn_split_kernel(
     o_hq = (i_h * G + o_m % G).to(tl.int64)
 
     p_q = q + i_b64 * s_qb + o_t[:, None] * s_qt + o_hq[:, None] * s_qh + o_d[None, :] * s_qd
-    b_q = tl.load(p_q, mask=m_m[:, None] & m_d[None, :], other=0.)  # [BM, BD]
-    if ROPE:
-        b_q = _rotate_rows(b_q, p_q + (tl.where(o_d < D // 2, D // 2, -(D // 2)) * s_qd)[None, :],
-                           cos + i_b64 * s_cb + o_t[:, None] * s_ct, sin + i_b64 * s_cb
-                           + o_t[:, None] * s_ct, o_d, m_m[:, None] & m_d[None, :], D)
+    p_cs = i_b64 * s_cb + o_t[:, None] * s_ct  # [BM, 1] rotary table rows
+    if not PRELOAD:
+        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
+                          ROPE)
     # padded rows get q_pos = -1: no key is visible to them
     b_qp = tl.load(q_pos + i_b64 * s_qpb + o_t * s_qpt, mask=m_m, other=-1).to(tl.int32)  # [BM]
     b_ks = tl.load(kv_start + i_b).to(tl.int32)
@@ -289,12 +310,25 @@ def _attn_split_kernel(
     else:
         i_first = i_first * 0
         i_last = i_last * 0 + CHUNK // BS - 1
+    i_from = i_first
+    if PRELOAD:
+        # K/V and k_pos were written before the previous launch began (``kv_ready``): the span's
+        # first block is read while that launch finishes; then the wait, and q, which it wrote
+        b_k, b_v, b_vis = _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S,
+                                      i_s * CHUNK + i_first * BS, i_first <= i_last, b_qp, b_ks,
+                                      b_lo, b_hi, window, BS, BD, D, HAS_KPOS, HAS_WINDOW)
+        pdl_enter(PDL)
+        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
+                          ROPE)
+        b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc,
+                                                  qk_scale, DOT_PRECISION)
+        i_from = i_first + 1
     # phase 2: branch-free flash-decoding over the span, so the compiler can software-pipeline
     # the loads; rows no query can see are masked out of the K/V loads (no bytes, zeros).
     # The interpreter cannot take tensor loop bounds: there (DYN_SPAN=False) the loop covers
     # every block and the span becomes a mask, so CPU tests still check the span is right.
     if DYN_SPAN:
-        for i_blk in range(i_first, i_last + 1):
+        for i_blk in range(i_from, i_last + 1):
             b_mi, b_li, b_acc = _dense_step(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
                 True, b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
@@ -303,7 +337,7 @@ def _attn_split_kernel(
         for i_blk in range(0, NBP):
             b_mi, b_li, b_acc = _dense_step(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
-                (i_blk >= i_first) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
+                (i_blk >= i_from) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
                 b_mi, b_li, b_acc, qk_scale, D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
 
     # out is a fresh contiguous [B, Tq, Hq, D]: the group's rows start at (b, 0, i_h * G)
@@ -582,10 +616,12 @@ def _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring=
 def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                      scale: float | None = None, block_s: int | None = None,
                      chunk: int | None = None, skip_empty: bool = True,
-                     num_warps: int | None = None, num_stages: int = 2, rope=None):
+                     num_warps: int | None = None, num_stages: int = 2, rope=None,
+                     kv_ready: bool = False):
     """The kernel launcher (no fallback). ``chunk`` (a multiple of ``block_s``) overrides the split
     plan; tests use it to force several blocks per split. ``rope`` = (cos, sin) [B, Tq, D/2]:
-    rotate q as it is loaded (see ``attention``)."""
+    rotate q as it is loaded; ``kv_ready``: read the first K/V block before waiting on the launch
+    before (both as in ``attention``)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -622,9 +658,8 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         **tile_meta(Hkv, G, M, D, NS, chunk, block_s, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
-        DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PDL=use_pdl(),
-        num_warps=num_warps,
-        num_stages=num_stages, launch_pdl=use_pdl(),
+        DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PRELOAD=kv_ready,
+        PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out
 
@@ -646,7 +681,7 @@ def _tables(rope, q):
 
 def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
               scale: float | None = None, query_chunk: int = 256, ring: int | None = None,
-              rope=None):
+              rope=None, kv_ready: bool = False):
     """Masked GQA attention; same arguments, shapes and result as ``naive.attention``.
 
     q [B, Tq, Hq, D]; k, v [B, S, Hkv, D]; q_pos [B, Tq]; k_pos [B, S] (-1 empty); kv_start [B].
@@ -661,6 +696,8 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     accumulation, output in q's dtype; no host sync, so CUDA-graph capturable. Otherwise (autograd,
     prefill/training sized Tq) it computes the same thing with masked SDPA on CUDA, or with
     ``naive.attention`` on CPU. ``query_chunk`` only matters on those fallbacks.
+    ``kv_ready`` (a scheduling hint, ``naive.attention`` has the contract): the kernel reads
+    k_pos and its first K/V block before it waits on the launch before it.
     """
     G = q.shape[2] // k.shape[2]
     if (q.shape[1] * G > MAX_ROWS or needs_grad(q, k, v)
@@ -670,4 +707,5 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
             from clsa.ops.rotary.triton_rotary import rotary  # deferred: it imports this module
             q = rotary(q, *rope)
         return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring)
-    return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale, rope=rope)
+    return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale, rope=rope,
+                            kv_ready=kv_ready)

@@ -30,11 +30,13 @@ def index_mask(idx, num_slots: int):
     return m[..., :num_slots]
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None):
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None,
+                     kv_ready: bool = False):
     """Attention of each query over its selected slots only; query-chunked, differentiable.
 
     ``rope`` = (cos, sin) fp32 [B, Tq, D/2]: rotate q by them first (``rotary.naive.rotary``), as
-    ``attention.naive.attention`` does, so kernels may fuse the rotation into their query load."""
+    ``attention.naive.attention`` does, so kernels may fuse the rotation into their query load.
+    ``kv_ready``: the scheduling hint of ``attention.naive.attention``, for k, v and idx."""
     if rope is not None:
         q = rotary(q, *rope)
     B, Tq, Hq, D = q.shape

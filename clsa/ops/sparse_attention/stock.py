@@ -13,7 +13,8 @@ from clsa.ops.rotary.naive import rotary
 from clsa.ops.sparse_attention.naive import gather_kv, index_mask
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 1024, rope=None):
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 1024, rope=None,
+                     kv_ready: bool = False):
     if rope is not None:
         q = rotary(q, *rope)
     qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _block_span,
-                                              _online_softmax_block, _rotate_rows, _tables,
+                                              _online_softmax_block, _query_tile, _tables,
                                               _write_group, dot_precision, interpreting, kernel_ok,
                                               launch_plan, masked_sdpa, merge_tiles, needs_grad,
                                               pdl_enter, split_scratch, use_pdl)
@@ -51,9 +51,20 @@ def _gather_step(b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0
                  b_mi, b_li, b_acc, qk_scale,
                  BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, G: tl.constexpr,
                  D: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """Index entries [i_j0, i_j0 + BS): load the index block, gather the selected K/V rows
+    """Index entries [i_j0, i_j0 + BS) (``_gather_load``) folded into the online softmax."""
+    b_k, b_v, b_vis = _gather_load(p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0,
+                                   m_blk, BS, BM, BD, G, D)
+    return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
+                                 DOT_PRECISION)
+
+
+@triton.jit
+def _gather_load(p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0, m_blk,
+                 BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr, G: tl.constexpr,
+                 D: tl.constexpr):
+    """Index entries [i_j0, i_j0 + BS): load the index block and gather the selected K/V rows
     straight from the cache (int64 row offsets; -1 or out-of-range entries masked: no bytes,
-    zeros) and fold them into the online softmax. ``m_blk`` False turns the block off."""
+    zeros). Returns (K, V, visibility [BM, BS]); ``m_blk`` False turns the block off."""
     o_j = (i_j0 + tl.arange(0, BS)).to(tl.int64)
     o_d = tl.arange(0, BD)
     b_ix = tl.load(p_ib + o_j * s_ik, mask=o_j < K, other=-1).to(tl.int64)  # [BS]
@@ -62,8 +73,7 @@ def _gather_step(b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K, i_j0
     m_kv = m_col[:, None] & (o_d < D)[None, :]  # [BS, BD]
     b_k = tl.load(p_kb + b_ix[:, None] * s_ks + o_d[None, :] * s_kd, mask=m_kv, other=0.)
     b_v = tl.load(p_vb + b_ix[:, None] * s_vs + o_d[None, :] * s_vd, mask=m_kv, other=0.)
-    return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
-                                 DOT_PRECISION)
+    return b_k, b_v, b_vis
 
 
 @triton.jit
@@ -78,9 +88,10 @@ def _sparse_split_kernel(
     CHUNK: tl.constexpr, BS: tl.constexpr, BM: tl.constexpr, BD: tl.constexpr,
     BN: tl.constexpr, RB: tl.constexpr, NBP: tl.constexpr,
     SKIP_EMPTY: tl.constexpr, DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    ROPE: tl.constexpr, PDL: tl.constexpr,
+    ROPE: tl.constexpr, PRELOAD: tl.constexpr, PDL: tl.constexpr,
 ):
-    pdl_enter(PDL)  # q and the index come from the launches before
+    if not PRELOAD:
+        pdl_enter(PDL)  # q and the index come from the launches before
     i_s, i_g = tl.program_id(0), tl.program_id(1)
     i_bt, i_h = i_g // HKV, i_g % HKV
     i_b, i_t = (i_bt // TQ).to(tl.int64), (i_bt % TQ).to(tl.int64)
@@ -91,11 +102,11 @@ def _sparse_split_kernel(
     m_d = o_d < D
     o_hq = (i_h * G + o_m).to(tl.int64)
     p_q = q + i_b * s_qb + i_t * s_qt + o_hq[:, None] * s_qh + o_d[None, :] * s_qd
-    b_q = tl.load(p_q, mask=m_m[:, None] & m_d[None, :], other=0.)  # [BM, BD]
-    if ROPE:  # every row is query i_t: one table row, broadcast over the G heads
-        p_cs = i_b * s_cb + i_t * s_ct + o_m[:, None] * 0  # [BM, 1]
-        b_q = _rotate_rows(b_q, p_q + (tl.where(o_d < D // 2, D // 2, -(D // 2)) * s_qd)[None, :],
-                           cos + p_cs, sin + p_cs, o_d, m_m[:, None] & m_d[None, :], D)
+    # every row is query i_t: one rotary table row, broadcast over the G heads
+    p_cs = i_b * s_cb + i_t * s_ct + o_m[:, None] * 0  # [BM, 1]
+    if not PRELOAD:
+        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
+                          ROPE)  # [BM, BD]
 
     b_mi = tl.full([BM], NEG_INIT, dtype=tl.float32)
     b_li = tl.zeros([BM], dtype=tl.float32)
@@ -124,9 +135,21 @@ def _sparse_split_kernel(
     else:
         i_first = i_first * 0
         i_last = i_last * 0 + CHUNK // BS - 1
+    i_from = i_first
+    if PRELOAD:  # as in the dense kernel: the index and the K/V were written before the launch
+        # before this one began, so the first block is gathered before the wait; q after it
+        b_k, b_v, b_vis = _gather_load(p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
+                                       i_s * CHUNK + i_first * BS, i_first <= i_last,
+                                       BS, BM, BD, G, D)
+        pdl_enter(PDL)
+        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
+                          ROPE)
+        b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc,
+                                                  qk_scale, DOT_PRECISION)
+        i_from = i_first + 1
     # phase 2: branch-free over the span (pipelined loads); see the dense kernel for DYN_SPAN
     if DYN_SPAN:
-        for i_blk in range(i_first, i_last + 1):
+        for i_blk in range(i_from, i_last + 1):
             b_mi, b_li, b_acc = _gather_step(
                 b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
                 i_s * CHUNK + i_blk * BS, True, b_mi, b_li, b_acc, qk_scale,
@@ -135,7 +158,7 @@ def _sparse_split_kernel(
         for i_blk in range(0, NBP):
             b_mi, b_li, b_acc = _gather_step(
                 b_q, p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
-                i_s * CHUNK + i_blk * BS, (i_blk >= i_first) & (i_blk <= i_last),
+                i_s * CHUNK + i_blk * BS, (i_blk >= i_from) & (i_blk <= i_last),
                 b_mi, b_li, b_acc, qk_scale, BS, BM, BD, G, D, DOT_PRECISION)
 
     # out is a fresh contiguous [B, Tq, Hq, D]: group i_g = (b * Tq + t) * Hkv + h owns the
@@ -157,9 +180,10 @@ def tile_meta(Tq: int, Hkv: int, G: int, D: int, NS: int, chunk: int, block_s: i
 def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
                             block_s: int | None = None, chunk: int | None = None,
                             skip_empty: bool = True, num_warps: int | None = None,
-                            num_stages: int = 2, rope=None):
+                            num_stages: int = 2, rope=None, kv_ready: bool = False):
     """The kernel launcher (no fallback); ``chunk`` overrides the split plan (tests). ``rope`` =
-    (cos, sin) [B, Tq, D/2]: rotate q as it is loaded (see ``sparse_attention``)."""
+    (cos, sin) [B, Tq, D/2]: rotate q as it is loaded; ``kv_ready``: gather the first block
+    before waiting on the launch before (both as in ``sparse_attention``)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -189,13 +213,15 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         S, K, scale * 1.4426950408889634,
         **tile_meta(Tq, Hkv, G, D, NS, chunk, block_s, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
-        ROPE=rope is not None, PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages,
+        ROPE=rope is not None, PRELOAD=kv_ready, PDL=use_pdl(), num_warps=num_warps,
+        num_stages=num_stages,
         launch_pdl=use_pdl(),
     )
     return out
 
 
-def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None):
+def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int = 256, rope=None,
+                     kv_ready: bool = False):
     """Attention of each query over its selected slots only; same API and result as
     ``naive.sparse_attention`` (for rows of distinct slots).
 
@@ -205,7 +231,8 @@ def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int 
     Kernel when Tq <= 16, no gradient is needed and the tensors are on CUDA (or the
     interpreter is on): fp32/bf16/fp16 in, fp32 accumulation, no host sync (CUDA-graph safe).
     Otherwise masked SDPA on CUDA or ``naive.sparse_attention`` on CPU (``query_chunk`` applies
-    there only).
+    there only). ``kv_ready`` (a scheduling hint, ``naive.sparse_attention`` has the contract):
+    the kernel reads the index and gathers its first block before it waits on the launch before.
     """
     if q.shape[1] > MAX_TQ or needs_grad(q, k, v) or not kernel_ok(q, k, v, idx):
         scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
@@ -216,4 +243,4 @@ def sparse_attention(q, k, v, idx, scale: float | None = None, query_chunk: int 
             return masked_sdpa(q, k, v, lambda s, e: naive.index_mask(idx[:, s:e], S),
                                scale, query_chunk)
         return naive.sparse_attention(q, k, v, idx, scale, query_chunk)
-    return sparse_attention_decode(q, k, v, idx, scale, rope=rope)
+    return sparse_attention_decode(q, k, v, idx, scale, rope=rope, kv_ready=kv_ready)
