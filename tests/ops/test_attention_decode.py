@@ -64,14 +64,14 @@ def test_ring_buffer_k_pos(Hq, Hkv, window):
     assert_close(out, naive.attention(q, k, v, q_pos, k_pos, kv_start, window))
 
 
-@pytest.mark.parametrize("kv_ready", [False, True])
+@pytest.mark.parametrize("preload", [False, True])
 @pytest.mark.parametrize("skip_empty", [True, False])
 @pytest.mark.parametrize("chunk", [128, 96, 4096])
-def test_many_blocks_per_split_and_garbage_rows(skip_empty, chunk, kv_ready):
+def test_many_blocks_per_split_and_garbage_rows(skip_empty, chunk, preload):
     """chunk = 4 blocks of 32 per split (3 blocks: the k_pos scan of a chunk that is no power of 2
     of blocks; 4096: one long chunk, scanned block by block); rows past the live length hold NaN
     and k_pos = -1: they are never read (the reference sees finite data there), so the output
-    stays finite and equal. ``kv_ready`` folds the span's first block in before the query is
+    stays finite and equal. ``preload`` folds the span's first block in before the query is
     read (splits with an empty span included)."""
     B, S, Hq, Hkv, D = 2, 200, 4, 2, 16
     q, k, v = make_qkv(B, 1, S, Hq, Hkv, D)
@@ -85,7 +85,7 @@ def test_many_blocks_per_split_and_garbage_rows(skip_empty, chunk, kv_ready):
     kg[k_pos < 0] = float("nan")
     vg[k_pos < 0] = float("nan")
     out = td.attention_decode(q, kg, vg, q_pos, k_pos, kv_start, None, block_s=32, chunk=chunk,
-                              skip_empty=skip_empty, kv_ready=kv_ready)
+                              skip_empty=skip_empty, preload=preload)
     assert_close(out, ref)
 
 
@@ -173,6 +173,14 @@ def test_long_span_split_plan(monkeypatch, S, B, want):
     chunk, ns = td.split_plan(8 * B, S, 64, torch.device("cpu"))
     assert ns == want and chunk % 64 == 0 and (ns - 1) * chunk < S <= ns * chunk
     assert ns * 8 * B <= max(4 * 132, 8 * B * S // 2048)  # never a nearly empty extra wave
+
+
+def test_preload_only_when_ready_and_one_block_a_program():
+    # kv_ready is a permission; the launch reads the first block early only when that block is a
+    # program's whole chunk (more blocks: the held tiles cost the occupancy, README.md)
+    assert td.preload_first_block(True, 128, 128)
+    assert not td.preload_first_block(True, 256, 128)
+    assert not td.preload_first_block(False, 128, 128)
 
 
 def test_counters_reset_between_launches():
@@ -300,8 +308,8 @@ def test_rope_fused_into_the_query_load(Tq, D, window):
     ref = naive.attention(q, k, v, q_pos, k_pos, kv_start, window, rope=rope)
     assert_close(out, ref)
     # the query (and its rotation) read after the first K/V block: the same result
-    assert_close(td.attention(q, k, v, q_pos, k_pos, kv_start, window, rope=rope, kv_ready=True),
-                 ref)
+    assert_close(td.attention_decode(q, k, v, q_pos, k_pos, kv_start, window, rope=rope,
+                                     preload=True), ref)
     # it is the rotated query that attends: without the tables the result differs
     assert not torch.allclose(ref, naive.attention(q, k, v, q_pos, k_pos, kv_start, window), atol=1e-3)
 

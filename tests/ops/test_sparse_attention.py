@@ -52,13 +52,13 @@ def test_sparse_decode_matches_reference(S, K, Hq, Hkv, D):
     assert_close(gathered_path(q, k, v, idx), ref)
 
 
-@pytest.mark.parametrize("kv_ready", [False, True])
+@pytest.mark.parametrize("preload", [False, True])
 @pytest.mark.parametrize("chunk", [64, 48])  # 48: 3 blocks, padded to 4 in the one-load scan
 @pytest.mark.parametrize("skip_empty", [True, False])
-def test_sparse_many_blocks_per_split(skip_empty, chunk, kv_ready):
+def test_sparse_many_blocks_per_split(skip_empty, chunk, preload):
     """Several index blocks per split, -1 runs in the middle, scattered (non-prefix) padding. A
     chunk of 3 blocks scans 4 (a power of 2): the span must stop at the chunk's end, or the next
-    chunk's entries would count twice. ``kv_ready``: the first block is gathered before the
+    chunk's entries would count twice. ``preload``: the first block is gathered before the
     query is read."""
     B, S, K, Hq, Hkv, D = 2, 200, 150, 4, 2, 16
     q = torch.randn(B, 1, Hq, D)
@@ -67,7 +67,7 @@ def test_sparse_many_blocks_per_split(skip_empty, chunk, kv_ready):
     idx[0, 0, 40:100] = -1
     idx = idx[:, :, torch.randperm(K)].contiguous()
     out = sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=chunk, skip_empty=skip_empty,
-                                     kv_ready=kv_ready)
+                                     preload=preload)
     assert_close(out, naive.sparse_attention(q, k, v, idx))
 
 
@@ -161,7 +161,8 @@ def test_sparse_rope_fused_into_the_query_load(Tq, D):
     # a forced split (the merge), the first block read before the query, and the Tq > 16
     # fallback rotate the same way
     assert_close(sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16, rope=rope), ref)
-    assert_close(sd.sparse_attention(q, k, v, idx, rope=rope, kv_ready=True), ref)
+    assert_close(sd.sparse_attention_decode(q, k, v, idx, block_s=16, chunk=16, rope=rope,
+                                            preload=True), ref)
     q17, idx17 = torch.randn(1, 17, Hq, D), make_index(1, 17, S, K, [K])
     rope17 = rope_tables(1, 17, D)
     assert_close(sd.sparse_attention(q17, k[:1], v[:1], idx17, rope=rope17),

@@ -502,6 +502,19 @@ def launch_plan(n_groups: int, S: int, dtype: torch.dtype, device: torch.device,
     return block_s, warps, chunk, NS
 
 
+def preload_first_block(kv_ready: bool, chunk: int, block_s: int) -> bool:
+    """Read the first K/V block before the PDL wait (the kernels' PRELOAD): when the caller says
+    the K/V are ready and a program's chunk is that one block. The block's tiles then stay in
+    registers across the wait and the query load: at 8 warps with 128-slot blocks that took the
+    kernels from 76-103 to 109-155 registers a thread, so a launch that relied on two programs
+    per SM (or four, with 64-slot blocks) lost its occupancy. H200 decode-step spans at 128K
+    (session 11, ``benchmarks/results/2026-12-04-h200-s11/``), with every cross layer after the
+    first preloading: B = 1 (one 128-slot block a program) 1980 -> 1951 us, B = 2 (one) 2091 ->
+    2061, B = 4 (two) 2222 -> 2275, B = 8 (four 64-slot blocks) 2492 -> 2536; the dense YOCO
+    step (32 blocks a program) 3.59 -> 3.98 ms at B = 1."""
+    return kv_ready and chunk == block_s
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     # fp32 inputs must not silently use tf32 (the fp32 tests hold 1e-4); ignored for bf16/fp16
     return "ieee" if dtype == torch.float32 else "tf32"
@@ -617,11 +630,12 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                      scale: float | None = None, block_s: int | None = None,
                      chunk: int | None = None, skip_empty: bool = True,
                      num_warps: int | None = None, num_stages: int = 2, rope=None,
-                     kv_ready: bool = False):
+                     kv_ready: bool = False, preload: bool | None = None):
     """The kernel launcher (no fallback). ``chunk`` (a multiple of ``block_s``) overrides the split
     plan; tests use it to force several blocks per split. ``rope`` = (cos, sin) [B, Tq, D/2]:
-    rotate q as it is loaded; ``kv_ready``: read the first K/V block before waiting on the launch
-    before (both as in ``attention``)."""
+    rotate q as it is loaded (as in ``attention``). ``kv_ready`` (as in ``attention``) allows the
+    first K/V block to be read before the wait; ``preload_first_block`` decides, ``preload``
+    True / False forces it (tests)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -658,7 +672,8 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         **tile_meta(Hkv, G, M, D, NS, chunk, block_s, num_warps),
         HAS_KPOS=has_kpos, HAS_WINDOW=window is not None, SKIP_EMPTY=skip_empty,
         DYN_SPAN=not interpreting(),
-        DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None, PRELOAD=kv_ready,
+        DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None,
+        PRELOAD=preload_first_block(kv_ready, chunk, block_s) if preload is None else preload,
         PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
     )
     return out

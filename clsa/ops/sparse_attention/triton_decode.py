@@ -39,7 +39,8 @@ from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _block_span,
                                               _online_softmax_block, _query_tile, _tables,
                                               _write_group, dot_precision, interpreting, kernel_ok,
                                               launch_plan, masked_sdpa, merge_tiles, needs_grad,
-                                              pdl_enter, split_scratch, use_pdl)
+                                              pdl_enter, preload_first_block, split_scratch,
+                                              use_pdl)
 from clsa.ops.rotary.triton_rotary import rotary
 from clsa.ops.sparse_attention import naive
 
@@ -180,10 +181,12 @@ def tile_meta(Tq: int, Hkv: int, G: int, D: int, NS: int, chunk: int, block_s: i
 def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
                             block_s: int | None = None, chunk: int | None = None,
                             skip_empty: bool = True, num_warps: int | None = None,
-                            num_stages: int = 2, rope=None, kv_ready: bool = False):
+                            num_stages: int = 2, rope=None, kv_ready: bool = False,
+                            preload: bool | None = None):
     """The kernel launcher (no fallback); ``chunk`` overrides the split plan (tests). ``rope`` =
-    (cos, sin) [B, Tq, D/2]: rotate q as it is loaded; ``kv_ready``: gather the first block
-    before waiting on the launch before (both as in ``sparse_attention``)."""
+    (cos, sin) [B, Tq, D/2]: rotate q as it is loaded (as in ``sparse_attention``). ``kv_ready``
+    allows the first block to be gathered before the wait, ``preload_first_block`` decides
+    (``preload`` forces it, tests)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -213,8 +216,9 @@ def sparse_attention_decode(q, k, v, idx, scale: float | None = None,
         S, K, scale * 1.4426950408889634,
         **tile_meta(Tq, Hkv, G, D, NS, chunk, block_s, num_warps),
         SKIP_EMPTY=skip_empty, DYN_SPAN=not interpreting(), DOT_PRECISION=dot_precision(q.dtype),
-        ROPE=rope is not None, PRELOAD=kv_ready, PDL=use_pdl(), num_warps=num_warps,
-        num_stages=num_stages,
+        ROPE=rope is not None,
+        PRELOAD=preload_first_block(kv_ready, chunk, block_s) if preload is None else preload,
+        PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages,
         launch_pdl=use_pdl(),
     )
     return out
