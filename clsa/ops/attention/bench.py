@@ -141,16 +141,16 @@ def bench_sparse_decode(B: int, S: int, K: int, Hq: int, Hkv: int, D: int, n_lay
     def gather_once():
         k_sel, v_sel = tg.gather_kv(k, v, idx)
         outs = []
-        for q in qs:
+        for i, q in enumerate(qs):  # as in the model: every layer after the first is kv_ready
             flush()
-            outs.append(td.attention(q, k_sel, v_sel, q_pos, idx, kv_start))
+            outs.append(td.attention(q, k_sel, v_sel, q_pos, idx, kv_start, kv_ready=i > 0))
         return outs
 
     def gather_per_layer():
         outs = []
-        for q in qs:
+        for i, q in enumerate(qs):
             flush()
-            outs.append(sd.sparse_attention(q, k, v, idx3))
+            outs.append(sd.sparse_attention(q, k, v, idx3, kv_ready=i > 0))
         return outs
 
     def stock():
