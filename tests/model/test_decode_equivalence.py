@@ -89,3 +89,28 @@ def test_static_cache_equals_growing_cache():
     torch.testing.assert_close(torch.cat(outs, 1), full, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="cache is full"):
         m(tokens(2, 20), cache=cache)
+
+
+@pytest.mark.parametrize("variant, want", [
+    ("yoco", [False, True, True, True]),
+    ("clsa", [False, True, True, True]),
+    ("indexcache", [False, True, False, True]),  # a new index every 2 cross layers
+    ("yoco-dsa", [False, False, False, False]),  # every layer selects anew
+])
+@pytest.mark.parametrize("B", [1, 2])
+def test_kv_ready_only_after_the_layer_that_indexes(monkeypatch, variant, want, B):
+    # kv_ready lets a cross layer's attention read its K/V (and index) before the launch right
+    # before it has finished: only sound when they were written before the previous layer's
+    # attention, never right after a new index or gather. The self-decoder never passes it.
+    from clsa.model import attention as attn_mod
+    m = build(variant, num_hidden_layers=8)
+    ids = tokens(B, 12)
+    cache = m.new_cache(B)
+    m(ids[:, :11], cache=cache)
+    seen = []
+    for name in ("attention", "sparse_attention"):
+        real = getattr(attn_mod.ops, name)
+        monkeypatch.setattr(attn_mod.ops, name,
+                            lambda *a, _r=real, **k: seen.append(k.get("kv_ready")) or _r(*a, **k))
+    m(ids[:, 11:], cache=cache)
+    assert seen == [None] * 4 + want
