@@ -16,6 +16,7 @@ import math
 from torch import nn
 
 from clsa import ops
+from clsa.model.cache import RingKV
 from clsa.model.layers import RMSNorm, Rope, SwiGLU
 
 
@@ -45,6 +46,12 @@ class SelfAttention(nn.Module):
         tables = Rope.of(rope, self.theta).tables(self.d)
         heads = qkv.view(B, T, self.h + 2 * self.hkv, self.d)
         q, k, v = heads[:, :, :self.h], heads[:, :, self.h:self.h + self.hkv], heads[:, :, self.h + self.hkv:]
+        scale = 1.0 / math.sqrt(self.d)
+        if T == 1 and isinstance(layer_cache, RingKV):
+            # decode: one launch writes the token into the ring (K rotated) and attends over it
+            o = ops.ring_attention(q, k, v, layer_cache.k, layer_cache.v, layer_cache.pos, q_pos,
+                                   kv_start, self.window, scale, rope=tables)
+            return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
         # rotary is fused where the kernels allow: the ring write rotates K on its way into the
         # cache and attention rotates Q as it loads it (no rotary launch at decode)
         if layer_cache is None:
@@ -54,8 +61,8 @@ class SelfAttention(nn.Module):
         # the key layout ([ring | own slots]; no cache: own slots only, q_pos contiguous) stated,
         # so windowed prefill need not check it on the values (a host sync per layer)
         ring = 0 if layer_cache is None else layer_cache.ring_rows(T)
-        o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window,
-                          1.0 / math.sqrt(self.d), query_chunk=self.chunk, ring=ring, rope=tables)
+        o = ops.attention(q, k_all, v_all, q_pos, k_pos, kv_start, self.window, scale,
+                          query_chunk=self.chunk, ring=ring, rope=tables)
         return ops.linear(o.reshape(B, T, self.h * self.d), self.o_proj.weight)
 
 

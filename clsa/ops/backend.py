@@ -31,6 +31,8 @@ BACKENDS = ("naive", "torch", "triton")
 _OPS = {
     "attention": (_attn.attention, {"torch": "clsa.ops.attention.stock",
                                     "triton": "clsa.ops.attention.triton_decode"}),
+    "ring_attention": (_attn.ring_attention, {"torch": "clsa.ops.attention.stock",
+                                              "triton": "clsa.ops.attention.triton_decode"}),
     "sparse_attention": (_sparse.sparse_attention, {"torch": "clsa.ops.sparse_attention.stock",
                                                     "triton": "clsa.ops.sparse_attention.triton_decode"}),
     "gather_kv": (_sparse.gather_kv, {"torch": "clsa.ops.sparse_attention.stock",
@@ -89,6 +91,10 @@ def _resolve(op: str):
 
 def attention(*args, **kwargs):
     return _resolve("attention")(*args, **kwargs)
+
+
+def ring_attention(*args, **kwargs):
+    return _resolve("ring_attention")(*args, **kwargs)
 
 
 def sparse_attention(*args, **kwargs):

@@ -101,16 +101,18 @@ def test_static_cache_equals_growing_cache():
 def test_kv_ready_only_after_the_layer_that_indexes(monkeypatch, variant, want, B):
     # kv_ready lets a cross layer's attention read its K/V (and index) before the launch right
     # before it has finished: only sound when they were written before the previous layer's
-    # attention, never right after a new index or gather. The self-decoder never passes it.
+    # attention, never right after a new index or gather. The self-decoder's layers decode through
+    # ring_attention (the ring write in the same launch), which takes no such hint.
     from clsa.model import attention as attn_mod
     m = build(variant, num_hidden_layers=8)
     ids = tokens(B, 12)
     cache = m.new_cache(B)
     m(ids[:, :11], cache=cache)
     seen = []
-    for name in ("attention", "sparse_attention"):
+    for name in ("attention", "sparse_attention", "ring_attention"):
         real = getattr(attn_mod.ops, name)
-        monkeypatch.setattr(attn_mod.ops, name,
-                            lambda *a, _r=real, **k: seen.append(k.get("kv_ready")) or _r(*a, **k))
+        monkeypatch.setattr(attn_mod.ops, name, lambda *a, _r=real, _n=name, **k:
+                            seen.append((_n, k.get("kv_ready"))) or _r(*a, **k))
     m(ids[:, 11:], cache=cache)
-    assert seen == [None] * 4 + want
+    cross = "sparse_attention" if B > 1 and variant != "yoco" else "attention"
+    assert seen == [("ring_attention", None)] * 4 + [(cross, r) for r in want]

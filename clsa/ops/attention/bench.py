@@ -228,7 +228,7 @@ def _compile_dense(target_arch: int) -> list[dict]:
 
     fn = td._attn_split_kernel
     types = {a: "i32" for a in fn.arg_names}
-    types.update({a: "*bf16" for a in ("q", "k", "v", "out")})
+    types.update({a: "*bf16" for a in ("q", "k", "v", "out", "k_new", "v_new")})
     types.update({a: "*i64" for a in ("q_pos", "k_pos", "kv_start")})
     types.update({a: "*fp32" for a in ("m_part", "l_part", "acc_part", "cos", "sin")})
     types.update(counters="*i32", qk_scale="fp32")
@@ -237,20 +237,25 @@ def _compile_dense(target_arch: int) -> list[dict]:
     Hkv, G, D = 8, 3, 128
     rows = []
     # the cross layers' launches (compact buffer, dense cache) also with the first block read
-    # before the wait (kv_ready); the ring never is
-    for kind, S, window, rope, preloads in (("compact", 2048, False, True, (False, True)),
-                                            ("ring", 1024, True, True, (False,)),
-                                            ("dense", 131072, False, True, (False, True))):
+    # before the wait (kv_ready); the ring at one query a row as ring_attention launches it (its
+    # row written in the launch, the first block early where it is a program's chunk), at four
+    # as attention after ring_write
+    for kind, S, window, preloads in (("compact", 2048, False, (False, True)),
+                                      ("ring", 1024, True, (None,)),
+                                      ("dense", 131072, False, (False, True))):
         for (B, Tq), preload in itertools.product(((1, 1), (8, 1), (1, 4)), preloads):
             M = Tq * G
             BS, warps, chunk, NS = td.decode_tiling(B * Hkv, S, torch.bfloat16,
                                                     torch.device("cuda", 0))
+            own = preload is None and Tq == 1
+            if preload is None:
+                preload = own and td.preload_first_block(True, chunk, BS)
             consts = dict(unit, **td.tile_meta(Hkv, G, M, D, NS, chunk, BS, warps), HAS_KPOS=True,
                           HAS_WINDOW=window, SKIP_EMPTY=True, DYN_SPAN=True,
-                          DOT_PRECISION="tf32", ROPE=rope, PRELOAD=preload, PDL=True)
+                          DOT_PRECISION="tf32", ROPE=True, PRELOAD=preload, OWN_ROW=own, PDL=True)
             rows.append(compile_variant(fn, types, consts, dict(num_warps=warps, num_stages=2),
                                         dict(kind=kind, B=B, Tq=Tq, NS=NS, chunk=chunk, BS=BS,
-                                             warps=warps, preload=preload),
+                                             warps=warps, preload=preload, own_row=own),
                                         divisible=strides, target_arch=target_arch))
     return rows
 

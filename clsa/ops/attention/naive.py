@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from clsa.ops.cache_write.naive import ring_write
 from clsa.ops.rotary.naive import rotary
 
 
@@ -80,3 +81,18 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         p = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # rows with no visible key -> 0
         outs.append(torch.einsum("bhcs,bhsd->bhcd", p, vf).transpose(1, 2))
     return torch.cat(outs, dim=1).to(q.dtype)
+
+
+def ring_attention(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start, window: int | None = None,
+                   scale: float | None = None, rope=None):
+    """Decode over a sliding-window ring: write this step's K/V row into it, then attend over it.
+
+    q [B, 1, Hq, D]; k, v [B, 1, Hkv, D] the new token's K/V (k before rotary); k_ring, v_ring
+    [B, W, Hkv, D] and pos_ring [W] the ring (``cache_write.naive``), written in place; rope the
+    token's (cos, sin) [B, 1, D/2], for q and k alike. The result is
+    ``ring_write(k_ring, v_ring, pos_ring, k, v, q_pos, rope)`` followed by
+    ``attention(q, k_ring, v_ring, q_pos, pos_ring.expand(B, W), kv_start, window, scale,
+    rope=rope)``. Kernels fuse the two (the row joins the softmax as it is written)."""
+    ring_write(k_ring, v_ring, pos_ring, k, v, q_pos, rope)
+    return attention(q, k_ring, v_ring, q_pos, pos_ring.expand(q.shape[0], -1), kv_start, window,
+                     scale, rope=rope)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from clsa.ops.attention.naive import visible_mask
+from clsa.ops.cache_write.naive import ring_write
 from clsa.ops.rotary.naive import rotary
 
 # Sliding-window prefill in the ring layout: "auto" runs FlexAttention on CUDA (flex_window.py)
@@ -91,3 +92,11 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                                            scale=scale, enable_gqa=True)
         outs.append(o)
     return torch.cat(outs, 2).transpose(1, 2).nan_to_num(0.0)  # rows with no visible key -> 0
+
+
+def ring_attention(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start, window: int | None = None,
+                   scale: float | None = None, rope=None):
+    """``naive.ring_attention`` on stock ops: ``index_copy_`` into the ring, then ``attention``."""
+    ring_write(k_ring, v_ring, pos_ring, k, v, q_pos, rope)
+    return attention(q, k_ring, v_ring, q_pos, pos_ring.expand(q.shape[0], -1), kv_start, window,
+                     scale, rope=rope)

@@ -81,28 +81,33 @@ def _slots(p_kp, s_kps, o_s, S, HAS_KPOS: tl.constexpr):
 
 @triton.jit
 def _dense_step(b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
-                b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
+                b_qp, b_ks, b_lo, b_hi, window, own_row, b_mi, b_li, b_acc, qk_scale,
                 D: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr, HAS_KPOS: tl.constexpr,
-                HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                HAS_WINDOW: tl.constexpr, DOT_PRECISION: tl.constexpr, OWN_ROW: tl.constexpr):
     """Slots [i_s0, i_s0 + BS) of one K/V head (``_dense_load``), then one online-softmax step."""
     b_k, b_v, b_vis = _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
-                                  b_qp, b_ks, b_lo, b_hi, window, BS, BD, D, HAS_KPOS, HAS_WINDOW)
+                                  b_qp, b_ks, b_lo, b_hi, window, own_row, BS, BD, D, HAS_KPOS,
+                                  HAS_WINDOW, OWN_ROW)
     return _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
                                  DOT_PRECISION)
 
 
 @triton.jit
 def _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s0, m_blk,
-                b_qp, b_ks, b_lo, b_hi, window, BS: tl.constexpr, BD: tl.constexpr,
-                D: tl.constexpr, HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr):
+                b_qp, b_ks, b_lo, b_hi, window, own_row, BS: tl.constexpr, BD: tl.constexpr,
+                D: tl.constexpr, HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr,
+                OWN_ROW: tl.constexpr):
     """Slots [i_s0, i_s0 + BS) of one K/V head: (K, V, visibility [BM, BS]). Visibility comes from
     k_pos; K/V rows that no query can see are masked out of the loads (no bytes, zeros). ``m_blk``
-    False turns the whole block off (the interpreter's stand-in for the span bounds)."""
+    False turns the whole block off (the interpreter's stand-in for the span bounds). OWN_ROW: row
+    ``own_row`` counts as empty (the ring row this launch writes; ``_own_row`` folds it in)."""
     o_s = (i_s0 + tl.arange(0, BS)).to(tl.int64)
     o_d = tl.arange(0, BD)
     b_kp = _slots(p_kp, s_kps, o_s, S, HAS_KPOS)  # [BS]
     b_kp = tl.where(m_blk, b_kp, -1)
     # [BM, BS] visibility: kv_start <= k_pos <= q_pos, k_pos >= 0, k_pos > q_pos - window
+    if OWN_ROW:  # the ring row this launch writes: taken from k_new / v_new instead
+        b_kp = tl.where(o_s == own_row, -1, b_kp)
     b_vis = (b_kp[None, :] >= b_ks) & (b_kp[None, :] <= b_qp[:, None]) & (b_kp[None, :] >= 0)
     if HAS_WINDOW:
         b_vis = b_vis & (b_kp[None, :] > b_qp[:, None] - window)
@@ -233,9 +238,51 @@ def _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i
 
 
 @triton.jit
+def _own_row(b_q, k, v, k_pos, q_pos, p_cos, p_sin, s_ks, s_kd, s_vs, s_vd, s_kps, s_nd, s_wd,
+             p_kb, p_vb, p_kn, p_vn, own_row, b_qp, b_ks, i_s, i_bh, b_mi, b_li, b_acc, qk_scale,
+             D: tl.constexpr, BD: tl.constexpr, ROPE: tl.constexpr):
+    """The ring write fused into decode attention (one query a row): this step's K/V row of the
+    group's head, at p_kn / p_vn (k rotated by the query's own tables with ROPE), joins the softmax
+    of split 0, and split 0 writes it into ring row ``own_row`` = q_pos[0, 0] mod S (its position
+    too, once a launch, through k_pos[0]). Every program left that row out of its scan (OWN_ROW),
+    so no program reads it while it is being written, and the slot it held drops out of the
+    window as ``ring_write`` drops it."""
+    # one row: vectors and a reduction, no MMA tile (a [16, D] tile and its rotation cost the
+    # launch its occupancy: 169 / 238 registers a thread at B = 1 / 8 in the sm_90 compile)
+    o_d = tl.arange(0, BD)
+    first = i_s == 0
+    m_row = (o_d < D) & first
+    b_k = tl.load(p_kn + o_d * s_nd, mask=m_row, other=0.)  # [BD]
+    if ROPE:  # as ring_write: fp32 math, rounded to k's dtype
+        o_f = tl.where(o_d < D // 2, o_d, o_d - D // 2)
+        b_p = tl.load(p_kn + (o_d + tl.where(o_d < D // 2, D // 2, -(D // 2))) * s_nd,
+                      mask=m_row, other=0.).to(tl.float32)
+        b_p = tl.where(o_d < D // 2, -b_p, b_p)
+        b_k = (b_k.to(tl.float32) * tl.load(p_cos + o_f, mask=m_row, other=0.)
+               + b_p * tl.load(p_sin + o_f, mask=m_row, other=0.)).to(b_k.dtype)
+    b_v = tl.load(p_vn + o_d * s_wd, mask=m_row, other=0.)  # [BD]
+    # the key as attention reads it from the ring (its dtype), then fp32 math
+    b_kf = b_k.to(k.dtype.element_ty).to(tl.float32)
+    b_vf = b_v.to(v.dtype.element_ty).to(tl.float32)
+    b_sc = tl.sum(b_q.to(tl.float32) * b_kf[None, :], axis=1) * qk_scale  # [BM]
+    b_sc = tl.where((b_qp >= b_ks) & (b_qp >= 0) & first, b_sc, float("-inf"))
+    b_mn = tl.maximum(b_mi, b_sc)
+    b_pr = tl.exp2(b_sc - b_mn)  # [BM], 0 where invisible
+    b_alpha = tl.exp2(b_mi - b_mn)
+    b_li = b_li * b_alpha + b_pr
+    b_acc = b_acc * b_alpha[:, None] + b_pr[:, None] * b_vf[None, :]
+    tl.store(p_kb + own_row * s_ks + o_d * s_kd, b_k.to(k.dtype.element_ty), mask=m_row)
+    tl.store(p_vb + own_row * s_vs + o_d * s_vd, b_v.to(v.dtype.element_ty), mask=m_row)
+    tl.store(k_pos + own_row * s_kps, tl.load(q_pos).to(k_pos.dtype.element_ty),
+             mask=first & (i_bh == 0))  # q_pos[0, 0]: the batch's shared slot
+    return b_mn, b_li, b_acc
+
+
+@triton.jit
 def _attn_split_kernel(
     q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters, cos, sin,
-    s_qb, s_qt, s_qh, s_qd, s_cb, s_ct,
+    k_new, v_new,
+    s_qb, s_qt, s_qh, s_qd, s_cb, s_ct, s_nb, s_nh, s_nd, s_wb, s_wh, s_wd,
     s_kb, s_ks, s_kh, s_kd,
     s_vb, s_vs, s_vh, s_vd,
     s_qpb, s_qpt, s_kpb, s_kps,
@@ -245,7 +292,7 @@ def _attn_split_kernel(
     BN: tl.constexpr, RB: tl.constexpr, NBP: tl.constexpr,
     HAS_KPOS: tl.constexpr, HAS_WINDOW: tl.constexpr, SKIP_EMPTY: tl.constexpr,
     DYN_SPAN: tl.constexpr, DOT_PRECISION: tl.constexpr, ROPE: tl.constexpr,
-    PRELOAD: tl.constexpr, PDL: tl.constexpr,
+    PRELOAD: tl.constexpr, OWN_ROW: tl.constexpr, PDL: tl.constexpr,
 ):
     if not PRELOAD:
         pdl_enter(PDL)  # q (and, for the ring, this step's K/V row) come from the launches before
@@ -277,6 +324,9 @@ def _attn_split_kernel(
     # 1D, so the [BM, BS] mask is only needed for the scores
     b_hi = tl.max(b_qp, axis=0)
     b_lo = tl.maximum(b_ks, 0)
+    own_row = -1
+    if OWN_ROW:  # the ring row of this step's slot q_pos[0, 0] (floor mod, as ring_write)
+        own_row = (tl.load(q_pos).to(tl.int64) % S + S) % S
     if HAS_WINDOW:
         b_lo = tl.maximum(b_lo, tl.min(tl.where(m_m, b_qp, 2147483647), axis=0) - window + 1)
 
@@ -316,13 +366,20 @@ def _attn_split_kernel(
         # first block is read while that launch finishes; then the wait, and q, which it wrote
         b_k, b_v, b_vis = _dense_load(p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S,
                                       i_s * CHUNK + i_first * BS, i_first <= i_last, b_qp, b_ks,
-                                      b_lo, b_hi, window, BS, BD, D, HAS_KPOS, HAS_WINDOW)
+                                      b_lo, b_hi, window, own_row, BS, BD, D, HAS_KPOS,
+                                      HAS_WINDOW, OWN_ROW)
         pdl_enter(PDL)
         b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
                           ROPE)
         b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc,
                                                   qk_scale, DOT_PRECISION)
         i_from = i_first + 1
+    if OWN_ROW:
+        b_mi, b_li, b_acc = _own_row(b_q, k, v, k_pos, q_pos, cos + i_b64 * s_cb,
+                                     sin + i_b64 * s_cb, s_ks, s_kd, s_vs, s_vd, s_kps, s_nd, s_wd,
+                                     p_kb, p_vb, k_new + i_b64 * s_nb + i_h * s_nh,
+                                     v_new + i_b64 * s_wb + i_h * s_wh, own_row, b_qp, b_ks, i_s,
+                                     i_bh, b_mi, b_li, b_acc, qk_scale, D, BD, ROPE)
     # phase 2: branch-free flash-decoding over the span, so the compiler can software-pipeline
     # the loads; rows no query can see are masked out of the K/V loads (no bytes, zeros).
     # The interpreter cannot take tensor loop bounds: there (DYN_SPAN=False) the loop covers
@@ -331,15 +388,15 @@ def _attn_split_kernel(
         for i_blk in range(i_from, i_last + 1):
             b_mi, b_li, b_acc = _dense_step(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
-                True, b_qp, b_ks, b_lo, b_hi, window, b_mi, b_li, b_acc, qk_scale,
-                D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
+                True, b_qp, b_ks, b_lo, b_hi, window, own_row, b_mi, b_li, b_acc, qk_scale,
+                D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION, OWN_ROW)
     else:  # up to NBP >= CHUNK / BS blocks: a span reaching past the chunk would count twice
         for i_blk in range(0, NBP):
             b_mi, b_li, b_acc = _dense_step(
                 b_q, p_kb, p_vb, p_kp, s_ks, s_kd, s_vs, s_vd, s_kps, S, i_s * CHUNK + i_blk * BS,
-                (i_blk >= i_from) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window,
-                b_mi, b_li, b_acc, qk_scale, D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION)
-
+                (i_blk >= i_from) & (i_blk <= i_last), b_qp, b_ks, b_lo, b_hi, window, own_row,
+                b_mi, b_li, b_acc, qk_scale, D, BS, BD, HAS_KPOS, HAS_WINDOW, DOT_PRECISION,
+                OWN_ROW)
     # out is a fresh contiguous [B, Tq, Hq, D]: the group's rows start at (b, 0, i_h * G)
     p_out = out + (i_b64 * (M // G) * HKV * G + i_h * G) * D
     _write_group(b_mi, b_li, b_acc, p_out, m_part, l_part, acc_part, counters, i_bh, i_s,
@@ -504,11 +561,11 @@ def launch_plan(n_groups: int, S: int, dtype: torch.dtype, device: torch.device,
 
 def preload_first_block(kv_ready: bool, chunk: int, block_s: int) -> bool:
     """Read the first K/V block before the PDL wait (the kernels' PRELOAD): when the caller says
-    the K/V are ready and a program's chunk is that one block. The block's tiles then stay in
-    registers across the wait and the query load: at 8 warps with 128-slot blocks that took the
-    kernels from 76-103 to 109-155 registers a thread, so a launch that relied on two programs
-    per SM (or four, with 64-slot blocks) lost its occupancy. H200 decode-step spans at 128K
-    (session 11, ``benchmarks/results/2026-12-04-h200-s11/``), with every cross layer after the
+    the K/V are ready and a program's chunk is that one block. The block's tiles stay in
+    registers across the wait and the query load: that took the yoco-3b launches from 76-124 to
+    109-157 registers a thread (sm_90 compile report), so a multi-block launch that relied on two
+    programs per SM (or four, with 64-slot blocks) lost its occupancy. H200 decode-step spans at
+    128K (session 11, ``benchmarks/results/2026-12-04-h200-s11/``), with every cross layer after the
     first preloading: B = 1 (one 128-slot block a program) 1980 -> 1951 us, B = 2 (one) 2091 ->
     2061, B = 4 (two) 2222 -> 2275, B = 8 (four 64-slot blocks) 2492 -> 2536; the dense YOCO
     step (32 blocks a program) 3.59 -> 3.98 ms at B = 1."""
@@ -630,12 +687,13 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
                      scale: float | None = None, block_s: int | None = None,
                      chunk: int | None = None, skip_empty: bool = True,
                      num_warps: int | None = None, num_stages: int = 2, rope=None,
-                     kv_ready: bool = False, preload: bool | None = None):
+                     kv_ready: bool = False, preload: bool | None = None, new_kv=None):
     """The kernel launcher (no fallback). ``chunk`` (a multiple of ``block_s``) overrides the split
     plan; tests use it to force several blocks per split. ``rope`` = (cos, sin) [B, Tq, D/2]:
     rotate q as it is loaded (as in ``attention``). ``kv_ready`` (as in ``attention``) allows the
     first K/V block to be read before the wait; ``preload_first_block`` decides, ``preload``
-    True / False forces it (tests)."""
+    True / False forces it (tests). ``new_kv`` = (k, v) [B, 1, Hkv, D]: k, v and k_pos are a
+    ring that this launch writes this step's row into (``ring_attention``)."""
     B, Tq, Hq, D = q.shape
     S, Hkv = k.shape[1], k.shape[2]
     if Hq % Hkv:
@@ -664,9 +722,12 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
     has_kpos = k_pos is not None
     if not has_kpos:  # every row visible: the kernel never reads k_pos, q_pos or the window
         k_pos, window = q_pos, None
+    k_new, v_new = (q, q) if new_kv is None else new_kv
     _attn_split_kernel[(NS, B * Hkv)](
         q, k, v, q_pos, k_pos, kv_start, out, m_part, l_part, acc_part, counters, cos, sin,
-        *q.stride(), *cos.stride()[:2], *k.stride(), *v.stride(), *q_pos.stride(),
+        k_new, v_new, *q.stride(), *cos.stride()[:2], k_new.stride(0), k_new.stride(2),
+        k_new.stride(3), v_new.stride(0), v_new.stride(2), v_new.stride(3),
+        *k.stride(), *v.stride(), *q_pos.stride(),
         *(k_pos.stride() if has_kpos else (0, 0)),
         S, 0 if window is None else int(window), scale * LOG2E,
         **tile_meta(Hkv, G, M, D, NS, chunk, block_s, num_warps),
@@ -674,7 +735,8 @@ def attention_decode(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         DYN_SPAN=not interpreting(),
         DOT_PRECISION=dot_precision(q.dtype), ROPE=rope is not None,
         PRELOAD=preload_first_block(kv_ready, chunk, block_s) if preload is None else preload,
-        PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages, launch_pdl=use_pdl(),
+        OWN_ROW=new_kv is not None, PDL=use_pdl(), num_warps=num_warps, num_stages=num_stages,
+        launch_pdl=use_pdl(),
     )
     return out
 
@@ -724,3 +786,25 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring)
     return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale, rope=rope,
                             kv_ready=kv_ready)
+
+
+def ring_attention(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start, window: int | None = None,
+                   scale: float | None = None, rope=None):
+    """``naive.ring_attention`` in one launch: the decode kernel over the ring, its split 0
+    writing this step's row (k rotated) into the ring as it folds it into the softmax (OWN_ROW).
+    The ring's other rows were written by earlier steps, so the first block is read before the
+    wait where it is a program's whole chunk (``kv_ready``). Several queries a row, autograd,
+    non-contiguous rings or tensors Triton cannot take: ``ring_write`` then ``attention``."""
+    from clsa.ops.cache_write import naive as ring_ref, triton_write  # it imports this module
+    B, Tq, Hq, D = q.shape
+    Hkv = k_ring.shape[2]
+    ring_ref.check_shapes(k_ring, k, v, rope)
+    if (Tq != 1 or Hq % Hkv or Hq // Hkv > MAX_ROWS or needs_grad(q, k, v)
+            or not kernel_ok(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start)
+            or not (k_ring.is_contiguous() and v_ring.is_contiguous()
+                    and pos_ring.is_contiguous())):
+        triton_write.ring_write(k_ring, v_ring, pos_ring, k, v, q_pos, rope)
+        return attention(q, k_ring, v_ring, q_pos, pos_ring.expand(B, -1), kv_start, window,
+                         scale, rope=rope)
+    return attention_decode(q, k_ring, v_ring, q_pos, pos_ring.expand(B, -1), kv_start, window,
+                            scale, rope=rope, kv_ready=True, new_kv=(k, v))
