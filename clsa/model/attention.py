@@ -88,8 +88,8 @@ class CrossAttention(nn.Module):
 
     def forward(self, x, rope, q_pos, kv_start, shared, idx=None, gathered=None, kv_ready=False):
         """shared = (k, v, k_pos) of the whole cache; gathered = (k_sel, v_sel, sel_pos) at decode."""
-        return self.attend(ops.linear(x, self.q_proj.weight), rope, q_pos, kv_start, shared, idx, gathered,
-                           kv_ready)
+        return self.attend(ops.linear(x, self.q_proj.weight), rope, q_pos, kv_start, shared, idx,
+                           gathered, kv_ready)
 
     def attend(self, q, rope, q_pos, kv_start, shared, idx=None, gathered=None, kv_ready=False):
         """The layer after its input projection: q [B, T, Hq D] (before rotary) -> [B, T, C].

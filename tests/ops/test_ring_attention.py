@@ -1,5 +1,5 @@
-"""The ring write fused into decode attention (``ring_attention``) vs the reference, which writes the
-row first (``ring_write``) and then attends over the ring.
+"""The ring write fused into decode attention (``ring_attention``) vs the reference, which writes
+the row first (``ring_write``) and then attends over the ring.
 
 CPU: the Triton interpreter in fp32 on small awkward rings: not yet full, wrapped, a row whose slot
 already holds this position (a step re-run), stale rows past the query (a re-run at an earlier
