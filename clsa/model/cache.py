@@ -122,13 +122,14 @@ class RingKV:
         self.pos = torch.full((window,), -1, dtype=torch.long, device=dev)
 
     def update(self, k, v, q_pos, rope=None):
-        """Write the new K/V (k rotated first by the tables ``rope``, if given); returns the keys
-        to attend to: the ring (decode) or [ring | the new slots] (see ``ring_rows``)."""
+        """Write T > 1 new tokens' K/V (k rotated first by the tables ``rope``, if given); returns
+        the keys to attend to: [ring | the new slots] (see ``ring_rows``). One token (decode) is
+        written and attended in one call of ``ops.ring_attention`` over ``k``, ``v``, ``pos``."""
         B, T = k.shape[:2]
-        if T == 1:  # decode: write the token first, then the ring itself is the whole window
-            ops.ring_write(self.k, self.v, self.pos, k, v, q_pos, rope)  # one launch (triton)
-            # entries after q_pos are stale (a step re-run at an earlier position): mask them
-            return self.k, self.v, self.pos.expand(B, -1)
+        if T == 1:
+            raise ValueError("RingKV.update takes several tokens; decode one token with "
+                             "ops.ring_attention(q, k, v, ring.k, ring.v, ring.pos, ...), which "
+                             "writes it into the ring and attends in one launch")
         if rope is not None:
             k = ops.rotary(k, *rope)
         k_all = torch.cat((self.k, k.to(self.k.dtype)), 1)
@@ -145,11 +146,10 @@ class RingKV:
         self.pos[ring] = slots
         return k_all, v_all, k_pos
 
-    def ring_rows(self, T: int) -> int | None:
-        """For T > 1 new tokens ``update`` returns keys laid out as [the ring's ``window`` rows |
-        the T own slots] with the queries at contiguous slots: attention's ``ring`` hint. A single
-        token (decode) gets the ring alone: None."""
-        return self.window if T > 1 else None
+    def ring_rows(self, T: int) -> int:
+        """``update`` returns keys laid out as [the ring's ``window`` rows | the T own slots] with
+        the queries at contiguous slots: attention's ``ring`` hint."""
+        return self.window
 
     def reorder(self, beam_idx):
         self.k = self.k.index_select(0, beam_idx.to(self.k.device))

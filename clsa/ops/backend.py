@@ -32,7 +32,7 @@ _OPS = {
     "attention": (_attn.attention, {"torch": "clsa.ops.attention.stock",
                                     "triton": "clsa.ops.attention.triton_decode"}),
     "ring_attention": (_attn.ring_attention, {"torch": "clsa.ops.attention.stock",
-                                              "triton": "clsa.ops.attention.triton_decode"}),
+                                              "triton": "clsa.ops.attention.triton_ring"}),
     "sparse_attention": (_sparse.sparse_attention, {"torch": "clsa.ops.sparse_attention.stock",
                                                     "triton": "clsa.ops.sparse_attention.triton_decode"}),
     "gather_kv": (_sparse.gather_kv, {"torch": "clsa.ops.sparse_attention.stock",

@@ -13,6 +13,7 @@ import torch
 from clsa import ops
 from clsa.ops.attention import naive
 from clsa.ops.attention import triton_decode as td
+from clsa.ops.attention import triton_ring
 from clsa.testing import assert_close
 from tests.ops.test_attention_decode import rope_tables
 from tests.ops.test_cache_write import new_token
@@ -62,7 +63,7 @@ def test_fused_ring_write_and_attention_equal_the_reference(W, pos, stale, D, wi
     q_pos = torch.full((B, 1), pos)
     kv_start = torch.tensor([0, min(2, pos), pos + 1])  # row 2 sees nothing at all: zeros
     rope = rope_tables(B, 1, D)
-    out, mine, want, ref = run_both(td.ring_attention, q, k_new, v_new, ring, q_pos, kv_start,
+    out, mine, want, ref = run_both(triton_ring.ring_attention, q, k_new, v_new, ring, q_pos, kv_start,
                                     window, rope)
     assert_same(out, mine, want, ref)
     assert (out[2] == 0).all()
@@ -100,7 +101,7 @@ def test_ring_attention_falls_back_and_backends_agree():
                                   rope))
     # autograd takes the write-then-attend path, with the same result
     qg = q.clone().requires_grad_()
-    assert_same(*run_both(td.ring_attention, qg, k_new, v_new, ring, q_pos, kv_start, 4, rope))
+    assert_same(*run_both(triton_ring.ring_attention, qg, k_new, v_new, ring, q_pos, kv_start, 4, rope))
 
 
 def test_ring_attention_refuses_a_row_that_does_not_fit():
@@ -108,7 +109,7 @@ def test_ring_attention_refuses_a_row_that_does_not_fit():
     q = torch.randn(2, 1, 4, 16)
     k_new, v_new = new_token(2, 3, 16, Hq=4)  # 3 heads for a ring of 2
     with pytest.raises(ValueError, match="does not fit a ring"):
-        td.ring_attention(q, k_new, v_new, k_ring, v_ring, pos_ring, torch.full((2, 1), 3),
+        triton_ring.ring_attention(q, k_new, v_new, k_ring, v_ring, pos_ring, torch.full((2, 1), 3),
                           torch.zeros(2, dtype=torch.long))
 
 
@@ -125,7 +126,7 @@ def test_gpu_bf16_ring_attention_yoco_3b(B):
     q_pos = torch.full((B, 1), pos, device=dev)
     kv_start = torch.zeros(B, dtype=torch.long, device=dev)
     rope = rope_tables(B, 1, D, device=dev)
-    out, mine, want, ref = run_both(td.ring_attention, q, k_new, v_new, ring, q_pos, kv_start,
+    out, mine, want, ref = run_both(triton_ring.ring_attention, q, k_new, v_new, ring, q_pos, kv_start,
                                     W, rope)
     assert torch.equal(mine[2], ref[2])
     assert torch.equal(mine[1], ref[1])

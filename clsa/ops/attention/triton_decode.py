@@ -152,6 +152,19 @@ def _query_tile(p_q, p_cos, p_sin, s_qd, o_d, m_q, D: tl.constexpr, ROPE: tl.con
 
 
 @triton.jit
+def _fold_preloaded(b_k, b_v, b_vis, p_q, p_cos, p_sin, s_qd, o_d, m_q, b_mi, b_li, b_acc,
+                    qk_scale, D: tl.constexpr, ROPE: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                    PDL: tl.constexpr):
+    """After a block read before the wait (PRELOAD): wait for the launch before, read the query
+    it wrote (``_query_tile``) and fold the block in. Returns (q, m, l, acc)."""
+    pdl_enter(PDL)
+    b_q = _query_tile(p_q, p_cos, p_sin, s_qd, o_d, m_q, D, ROPE)
+    b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc, qk_scale,
+                                              DOT_PRECISION)
+    return b_q, b_mi, b_li, b_acc
+
+
+@triton.jit
 def _out_offsets(o_r, G: tl.constexpr, HQ: tl.constexpr, D: tl.constexpr):
     """Element offsets of group rows o_r (r = t * G + g: query t, head g of the group) from the
     group's first output row, in a contiguous [.., Tq, Hq, D] output."""
@@ -368,11 +381,9 @@ def _attn_split_kernel(
                                       i_s * CHUNK + i_first * BS, i_first <= i_last, b_qp, b_ks,
                                       b_lo, b_hi, window, own_row, BS, BD, D, HAS_KPOS,
                                       HAS_WINDOW, OWN_ROW)
-        pdl_enter(PDL)
-        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
-                          ROPE)
-        b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc,
-                                                  qk_scale, DOT_PRECISION)
+        b_q, b_mi, b_li, b_acc = _fold_preloaded(
+            b_k, b_v, b_vis, p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :],
+            b_mi, b_li, b_acc, qk_scale, D, ROPE, DOT_PRECISION, PDL)
         i_from = i_first + 1
     if OWN_ROW:
         b_mi, b_li, b_acc = _own_row(b_q, k, v, k_pos, q_pos, cos + i_b64 * s_cb,
@@ -786,25 +797,3 @@ def attention(q, k, v, q_pos, k_pos, kv_start, window: int | None = None,
         return _fallback(q, k, v, q_pos, k_pos, kv_start, window, scale, query_chunk, ring)
     return attention_decode(q, k, v, q_pos, k_pos, kv_start, window, scale, rope=rope,
                             kv_ready=kv_ready)
-
-
-def ring_attention(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start, window: int | None = None,
-                   scale: float | None = None, rope=None):
-    """``naive.ring_attention`` in one launch: the decode kernel over the ring, its split 0
-    writing this step's row (k rotated) into the ring as it folds it into the softmax (OWN_ROW).
-    The ring's other rows were written by earlier steps, so the first block is read before the
-    wait where it is a program's whole chunk (``kv_ready``). Several queries a row, autograd,
-    non-contiguous rings or tensors Triton cannot take: ``ring_write`` then ``attention``."""
-    from clsa.ops.cache_write import naive as ring_ref, triton_write  # it imports this module
-    B, Tq, Hq, D = q.shape
-    Hkv = k_ring.shape[2]
-    ring_ref.check_shapes(k_ring, k, v, rope)
-    if (Tq != 1 or Hq % Hkv or Hq // Hkv > MAX_ROWS or needs_grad(q, k, v)
-            or not kernel_ok(q, k, v, k_ring, v_ring, pos_ring, q_pos, kv_start)
-            or not (k_ring.is_contiguous() and v_ring.is_contiguous()
-                    and pos_ring.is_contiguous())):
-        triton_write.ring_write(k_ring, v_ring, pos_ring, k, v, q_pos, rope)
-        return attention(q, k_ring, v_ring, q_pos, pos_ring.expand(B, -1), kv_start, window,
-                         scale, rope=rope)
-    return attention_decode(q, k_ring, v_ring, q_pos, pos_ring.expand(B, -1), kv_start, window,
-                            scale, rope=rope, kv_ready=True, new_kv=(k, v))

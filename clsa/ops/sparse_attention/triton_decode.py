@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _block_span,
+from clsa.ops.attention.triton_decode import (NEG_INIT, SPAN_VEC, _block_span, _fold_preloaded,
                                               _online_softmax_block, _query_tile, _tables,
                                               _write_group, dot_precision, interpreting, kernel_ok,
                                               launch_plan, masked_sdpa, merge_tiles, needs_grad,
@@ -142,11 +142,9 @@ def _sparse_split_kernel(
         b_k, b_v, b_vis = _gather_load(p_ib, p_kb, p_vb, s_ik, s_ks, s_kd, s_vs, s_vd, S, K,
                                        i_s * CHUNK + i_first * BS, i_first <= i_last,
                                        BS, BM, BD, G, D)
-        pdl_enter(PDL)
-        b_q = _query_tile(p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :], D,
-                          ROPE)
-        b_mi, b_li, b_acc = _online_softmax_block(b_q, b_k, b_v, b_vis, b_mi, b_li, b_acc,
-                                                  qk_scale, DOT_PRECISION)
+        b_q, b_mi, b_li, b_acc = _fold_preloaded(
+            b_k, b_v, b_vis, p_q, cos + p_cs, sin + p_cs, s_qd, o_d, m_m[:, None] & m_d[None, :],
+            b_mi, b_li, b_acc, qk_scale, D, ROPE, DOT_PRECISION, PDL)
         i_from = i_first + 1
     # phase 2: branch-free over the span (pipelined loads); see the dense kernel for DYN_SPAN
     if DYN_SPAN:
